@@ -1,0 +1,5 @@
+import sys
+
+from openai_basic.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""The agent loop: chat completions with tools until the model answers.
+
+``run_agent`` knows the OpenAI client, the tool registry and a ``MessageSink``. Every message it
+adds to the history goes to the sink the moment it exists, so a mirror sees it in order.
+It never imports Acontext.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from openai_basic.errors import ConfigError, ServiceError
+from openai_basic.tools import ToolCall, ToolRegistry, ToolResult
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+Message = dict[str, Any]
+CANCELLED = "Error: cancelled by the user before this tool finished."
+LIMIT_NOTE = (
+    "You have reached the limit of tool calls for this turn. "
+    "Answer the user now with what you have, without calling tools."
+)
+
+
+class MessageSink(Protocol):
+    """Receives each message of the conversation once, in order."""
+
+    def append(self, message: Message) -> None: ...
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """What one user turn produced."""
+
+    reply: str
+    messages: tuple[Message, ...]
+    model_calls: int
+    hit_limit: bool
+
+
+@dataclass
+class _Turn:
+    """The history and the sink, kept in step: nothing reaches one without the other."""
+
+    history: list[Message]
+    sink: MessageSink
+    added: list[Message] = field(default_factory=list)
+
+    def add(self, message: Message) -> None:
+        self.history.append(message)
+        self.added.append(message)
+        self.sink.append(message)
+
+
+def run_agent(
+    *,
+    client: OpenAI,
+    model: str,
+    registry: ToolRegistry,
+    history: list[Message],
+    user_message: str,
+    sink: MessageSink,
+    system_prompt: str = "",
+    max_iterations: int = 10,
+    on_tool_result: Callable[[ToolResult], None] | None = None,
+) -> TurnResult:
+    """Run one user turn. ``history`` (without the system prompt) is extended in place."""
+    turn = _Turn(history, sink)
+    turn.add({"role": "user", "content": user_message})
+    pending: list[ToolCall] = []
+    try:
+        for calls_made in range(1, max_iterations + 1):
+            assistant = _complete(client, model, system_prompt, history, registry)
+            turn.add(assistant)
+            pending = _tool_calls(assistant)
+            if not pending:
+                return TurnResult(
+                    assistant.get("content") or "", tuple(turn.added), calls_made, False
+                )
+            for result in registry.call_all(pending):
+                turn.add(result.as_message())
+                pending = [c for c in pending if c.id != result.call_id]
+                if on_tool_result is not None:
+                    on_tool_result(result)
+        final = _complete(client, model, system_prompt, history, registry, last_call=True)
+        turn.add(final)
+        return TurnResult(final.get("content") or "", tuple(turn.added), max_iterations + 1, True)
+    except KeyboardInterrupt:
+        for call in pending:  # every tool call made gets an answer, so the history stays valid
+            turn.add({"role": "tool", "tool_call_id": call.id, "content": CANCELLED})
+        raise
+
+
+def _complete(
+    client: OpenAI,
+    model: str,
+    system_prompt: str,
+    history: list[Message],
+    registry: ToolRegistry,
+    *,
+    last_call: bool = False,
+) -> Message:
+    import openai
+
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages += history
+    if last_call:
+        messages.append({"role": "system", "content": LIMIT_NOTE})
+    options: dict[str, Any] = {}
+    if len(registry):
+        options["tools"] = registry.schemas()
+        if last_call:
+            options["tool_choice"] = "none"
+    try:
+        completion = client.chat.completions.create(model=model, messages=messages, **options)  # type: ignore[arg-type]
+    except openai.AuthenticationError as exc:
+        raise ConfigError("OPENAI_API_KEY was rejected by the model server") from exc
+    except openai.APIStatusError as exc:
+        raise ServiceError("OpenAI", f"HTTP {exc.status_code}: {_error_text(exc)}") from exc
+    except openai.APIConnectionError as exc:
+        raise ServiceError("OpenAI", f"cannot reach the model server ({exc})") from exc
+    if not completion.choices:
+        raise ServiceError("OpenAI", "the model returned no choices")
+    reply = completion.choices[0].message
+    message: Message = {"role": "assistant", "content": reply.content}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in reply.tool_calls
+            if call.type == "function"
+        ]
+    return message
+
+
+def _tool_calls(message: Message) -> list[ToolCall]:
+    return [
+        ToolCall(call["id"], call["function"]["name"], call["function"]["arguments"])
+        for call in message.get("tool_calls") or []
+    ]
+
+
+def _error_text(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(exc, "message", exc))

@@ -1,0 +1,40 @@
+"""The package's exceptions.
+
+``AgentError`` is the one base. A ``ToolDefinitionError`` is a developer mistake found at
+registration; the others are runtime failures. Only the CLI turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class ToolDefinitionError(AgentError):
+    """A Python function cannot become a tool; every problem is listed at once."""
+
+    def __init__(self, function_name: str, problems: list[str]) -> None:
+        self.function_name = function_name
+        self.problems = problems
+        super().__init__(f"tool {function_name!r} cannot be registered: " + "; ".join(problems))
+
+
+class ConfigError(AgentError):
+    """The settings or the command line are wrong; the user can fix it (exit code 2)."""
+
+
+class SessionNotFoundError(ConfigError):
+    """The session to resume does not exist in Acontext."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"no Acontext session {session_id}")
+
+
+class ServiceError(AgentError):
+    """OpenAI or Acontext failed at run time (exit code 1)."""
+
+    def __init__(self, service: str, message: str) -> None:
+        self.service = service
+        super().__init__(f"{service}: {message}")

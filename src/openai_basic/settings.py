@@ -1,0 +1,82 @@
+"""Settings: read once at the CLI edge into a frozen object and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from openai_basic.errors import ConfigError
+
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_ACONTEXT_API_KEY = "sk-ac-your-root-api-bearer-token"
+DEFAULT_ACONTEXT_BASE_URL = "http://localhost:8029/api/v1"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Use the tools when they help, and answer concisely."
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_api_key: str
+    openai_base_url: str | None
+    openai_model: str
+    acontext_api_key: str
+    acontext_base_url: str
+    system_prompt: str
+    max_iterations: int
+    task_wait_seconds: float
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
+    """Merge ``.env`` from the working directory under the real environment (which wins)."""
+    env_file = (cwd or Path.cwd()) / ".env"
+    from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    values = {**from_file, **(os.environ if environ is None else environ)}
+
+    def get(name: str, default: str = "") -> str:
+        return (values.get(name) or "").strip() or default
+
+    base_url = get("OPENAI_BASE_URL") or None
+    api_key = get("OPENAI_API_KEY")
+    if not api_key:
+        if base_url is None:
+            raise ConfigError(
+                "OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment"
+            )
+        api_key = "not-needed"  # OpenAI-compatible local servers often need no key
+    return Settings(
+        openai_api_key=api_key,
+        openai_base_url=base_url,
+        openai_model=get("OPENAI_MODEL", DEFAULT_MODEL),
+        acontext_api_key=get("ACONTEXT_API_KEY", DEFAULT_ACONTEXT_API_KEY),
+        acontext_base_url=get("ACONTEXT_BASE_URL", DEFAULT_ACONTEXT_BASE_URL).rstrip("/"),
+        system_prompt=get("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        max_iterations=_positive_int(get("AGENT_MAX_ITERATIONS", "10"), "AGENT_MAX_ITERATIONS"),
+        task_wait_seconds=_positive_float(
+            get("AGENT_TASK_WAIT_SECONDS", "120"), "AGENT_TASK_WAIT_SECONDS"
+        ),
+    )
+
+
+def _positive_int(raw: str, name: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
+def _positive_float(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}")
+    return value
