@@ -115,7 +115,7 @@ def _prompts(prompt: str | None) -> Iterator[str]:
     print("Chat with the agent. End with Ctrl-D or /exit.", file=sys.stderr)
     while True:
         try:
-            line = input("you> ")
+            line = _ask("you> ")
         except EOFError:
             print(file=sys.stderr)
             return
@@ -123,3 +123,11 @@ def _prompts(prompt: str | None) -> Iterator[str]:
             return
         if line.strip():
             yield line
+
+
+def _ask(prompt: str) -> str:
+    """Read a line; the prompt goes to stdout only when it is the terminal, else to stderr."""
+    if sys.stdout.isatty():
+        return input(prompt)
+    print(prompt, end="", file=sys.stderr, flush=True)
+    return input()

@@ -17,7 +17,7 @@ from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
 from openai_basic.settings import Settings
 
 AGENT_NAME = "openai-basic"
-PAGE_SIZE = 500
+PAGE_SIZE = 200  # the most the server gives per page
 POLL_SECONDS = 0.5
 FLUSH_OK = (0, 200)  # the real server answers status 200 on success
 
@@ -132,7 +132,7 @@ class AcontextMirror:
         cursor: str | None = None
         with self._translate(session_id):
             while True:
-                page = self._client.sessions.get_tasks(session_id, cursor=cursor)
+                page = self._client.sessions.get_tasks(session_id, limit=PAGE_SIZE, cursor=cursor)
                 found.extend(
                     Task(
                         order=item.order,

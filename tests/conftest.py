@@ -1,0 +1,130 @@
+"""Shared fixtures. Tests fail closed on the network: only loopback can be reached."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openai_basic.settings import Settings
+from tests.fakes.acontext_server import FakeAcontext, start_fake_acontext
+from tests.fakes.openai_server import FakeOpenAI, start_fake_openai
+
+AGENT = Path(sys.executable).parent / "agent"
+_real_connect = socket.socket.connect
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback(host: object) -> bool:
+    if host in ("localhost", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(str(host)).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {address[0]}")
+    return _real_connect(self, address)
+
+
+def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if not _loopback(host):
+        raise socket.gaierror(f"tests may only resolve loopback names, not {host}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real keys, no real URLs, no .env from the developer's checkout, no outside network."""
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "ACONTEXT_", "AGENT_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+
+
+@pytest.fixture
+def model() -> Iterator[FakeOpenAI]:
+    with start_fake_openai() as fake:
+        yield fake
+
+
+@pytest.fixture
+def acontext() -> Iterator[FakeAcontext]:
+    with start_fake_acontext() as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings(model: FakeOpenAI, acontext: FakeAcontext) -> Settings:
+    return Settings(
+        openai_api_key="sk-test",
+        openai_base_url=model.base_url,
+        openai_model="gpt-4o-mini",
+        acontext_api_key=acontext.api_key,
+        acontext_base_url=acontext.base_url,
+        system_prompt="You are a test assistant.",
+        max_iterations=4,
+        task_wait_seconds=10.0,
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class AgentCommand:
+    """Runs the installed ``agent`` script as a user would, pointed at the fakes."""
+
+    env: Mapping[str, str]
+    cwd: Path
+
+    def __call__(
+        self, *args: str, input: str | None = "", env: Mapping[str, str] | None = None
+    ) -> Run:
+        merged = {**self.env, **(env or {})}
+        done = subprocess.run(
+            [str(AGENT), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in merged.items() if v is not None},
+            cwd=self.cwd,
+            timeout=60,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def with_env(self, **overrides: str) -> AgentCommand:
+        return replace(self, env={**self.env, **overrides})
+
+
+@pytest.fixture
+def agent(settings: Settings, tmp_path: Path) -> AgentCommand:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "OPENAI_API_KEY": settings.openai_api_key,
+        "OPENAI_BASE_URL": settings.openai_base_url or "",
+        "ACONTEXT_API_KEY": settings.acontext_api_key,
+        "ACONTEXT_BASE_URL": settings.acontext_base_url,
+        "AGENT_SYSTEM_PROMPT": settings.system_prompt,
+        "AGENT_MAX_ITERATIONS": str(settings.max_iterations),
+        "AGENT_TASK_WAIT_SECONDS": "10",
+    }
+    return AgentCommand(env, tmp_path)

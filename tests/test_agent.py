@@ -1,0 +1,190 @@
+"""The agent loop against the scripted model: what it sends, what it keeps, what the sink sees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from openai_basic import ToolRegistry, run_agent
+from openai_basic.agent import CANCELLED, LIMIT_NOTE
+from openai_basic.errors import ConfigError, ServiceError
+from openai_basic.sample_tools import TOOLS
+from tests.fakes.openai_server import FakeOpenAI, ToolCallSpec, error, text, tool_calls
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def append(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+
+def turn(model: FakeOpenAI, history: list[dict[str, Any]], prompt: str, **options: Any) -> Any:
+    sink = options.pop("sink", ListSink())
+    client = openai.OpenAI(api_key="sk-test", base_url=model.base_url, max_retries=0)
+    result = run_agent(
+        client=client,
+        model="gpt-4o-mini",
+        registry=options.pop("registry", ToolRegistry(TOOLS)),
+        history=history,
+        user_message=prompt,
+        sink=sink,
+        system_prompt=options.pop("system_prompt", "Be brief."),
+        max_iterations=options.pop("max_iterations", 5),
+        **options,
+    )
+    return result, sink
+
+
+def test_a_turn_with_a_tool_call_keeps_and_sinks_every_message_in_order(model: FakeOpenAI) -> None:
+    model.script(
+        tool_calls(ToolCallSpec("get_weather", '{"city": "Helsinki"}', id="call_w")),
+        text("It is sunny."),
+    )
+    history: list[dict[str, Any]] = []
+    result, sink = turn(model, history, "Weather in Helsinki?")
+
+    weather = TOOLS[0]("Helsinki")
+    expected = [
+        {"role": "user", "content": "Weather in Helsinki?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_w",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Helsinki"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_w", "content": weather},
+        {"role": "assistant", "content": "It is sunny."},
+    ]
+    assert history == expected
+    assert sink.messages == expected
+    assert list(result.messages) == expected
+    assert (result.reply, result.model_calls, result.hit_limit) == ("It is sunny.", 2, False)
+
+
+def test_the_model_gets_the_system_prompt_first_and_the_strict_tools(model: FakeOpenAI) -> None:
+    model.script(text("hello"))
+    turn(model, [], "hi", system_prompt="You are terse.")
+    request = model.requests[0]
+    assert request["model"] == "gpt-4o-mini"
+    assert request["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "hi"},
+    ]
+    assert [tool["function"]["name"] for tool in request["tools"]] == ["get_weather", "book_flight"]
+    assert all(tool["function"]["strict"] for tool in request["tools"])
+
+
+def test_history_carries_over_between_turns(model: FakeOpenAI) -> None:
+    model.script(text("one"), text("two"))
+    history: list[dict[str, Any]] = []
+    turn(model, history, "first")
+    turn(model, history, "second")
+    assert [m["content"] for m in model.requests[1]["messages"]] == [
+        "Be brief.",
+        "first",
+        "one",
+        "second",
+    ]
+
+
+def test_parallel_tool_calls_are_all_answered_in_call_order(model: FakeOpenAI) -> None:
+    model.script(
+        tool_calls(
+            ToolCallSpec("get_weather", '{"city": "Oslo"}', id="a"),
+            ToolCallSpec("book_flight", '{"from_city": "X", "to_city": "Y", "date": "d"}', id="b"),
+            ToolCallSpec("get_weather", '{"city": "Rome"}', id="c"),
+        ),
+        text("done"),
+    )
+    history: list[dict[str, Any]] = []
+    turn(model, history, "go")
+    tool_messages = [m for m in history if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["a", "b", "c"]
+    assert "Oslo" in tool_messages[0]["content"] and "Rome" in tool_messages[2]["content"]
+    # the fake rejects a history in which any call lacks its answer
+    assert model.requests[1]["messages"][-3:] == tool_messages
+
+
+def test_tool_errors_go_back_to_the_model_and_the_loop_goes_on(model: FakeOpenAI) -> None:
+    model.script(
+        tool_calls(
+            ToolCallSpec("get_weather", '{"city": ', id="bad_json"),
+            ToolCallSpec("get_weather", '{"town": "Oslo"}', id="bad_args"),
+            ToolCallSpec("fly_to_moon", "{}", id="unknown"),
+        ),
+        text("Sorry, let me try again."),
+    )
+    history: list[dict[str, Any]] = []
+    result, _ = turn(model, history, "go")
+    answers = {m["tool_call_id"]: m["content"] for m in history if m["role"] == "tool"}
+    assert answers["bad_json"].startswith("Error: the arguments are not valid JSON")
+    assert answers["bad_args"].startswith("Error: invalid arguments for get_weather")
+    assert answers["unknown"].startswith("Error: unknown tool 'fly_to_moon'")
+    assert result.reply == "Sorry, let me try again."
+
+
+def test_the_iteration_limit_ends_with_an_answer_and_a_valid_history(model: FakeOpenAI) -> None:
+    model.script(*[tool_calls(("get_weather", '{"city": "Oslo"}')) for _ in range(2)])
+    model.script(text("Here is what I found."))
+    history: list[dict[str, Any]] = []
+    result, sink = turn(model, history, "loop", max_iterations=2)
+    assert (result.hit_limit, result.model_calls, result.reply) == (
+        True,
+        3,
+        "Here is what I found.",
+    )
+    last_request = model.requests[-1]
+    assert last_request["tool_choice"] == "none"
+    assert last_request["messages"][-1] == {"role": "system", "content": LIMIT_NOTE}
+    assert [m["role"] for m in history] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    assert sink.messages == history  # the limit note is not part of the conversation
+
+
+def test_ctrl_c_in_a_tool_answers_every_call_made_and_is_re_raised(model: FakeOpenAI) -> None:
+    def slow_search(query: str) -> str:
+        """Search slowly."""
+        raise KeyboardInterrupt
+
+    model.script(tool_calls(ToolCallSpec("slow_search", '{"query": "x"}', id="s1")))
+    history: list[dict[str, Any]] = []
+    sink = ListSink()
+    with pytest.raises(KeyboardInterrupt):
+        turn(model, history, "search", registry=ToolRegistry([slow_search]), sink=sink)
+    assert history[-1] == {"role": "tool", "tool_call_id": "s1", "content": CANCELLED}
+    assert sink.messages == history
+
+
+def test_a_rejected_key_is_a_configuration_error(model: FakeOpenAI) -> None:
+    model.api_key = "sk-other"
+    history: list[dict[str, Any]] = []
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY was rejected"):
+        turn(model, history, "hi")
+    assert history == [{"role": "user", "content": "hi"}]  # the user's message is kept
+
+
+def test_a_server_error_is_a_service_error(model: FakeOpenAI) -> None:
+    model.script(error(500, "the model is on fire"))
+    with pytest.raises(ServiceError, match="OpenAI: HTTP 500: the model is on fire"):
+        turn(model, [], "hi")
+
+
+def test_an_unreachable_model_server_is_a_service_error(model: FakeOpenAI) -> None:
+    model.stop()
+    with pytest.raises(ServiceError, match="cannot reach the model server"):
+        turn(model, [], "hi")

@@ -1,0 +1,221 @@
+"""The ``agent`` command, run as a subprocess the way a user runs it, against both fakes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from tests.conftest import AgentCommand
+from tests.fakes.acontext_server import FakeAcontext
+from tests.fakes.openai_server import (
+    FakeOpenAI,
+    ToolCallSpec,
+    echo_responder,
+    error,
+    text,
+    tool_calls,
+)
+
+
+def only_session(acontext: FakeAcontext) -> str:
+    (session_id,) = acontext.session_ids()
+    return session_id
+
+
+def test_one_prompt_prints_the_reply_then_the_tasks(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.script(
+        tool_calls(ToolCallSpec("get_weather", '{"city": "Helsinki"}', id="call_1")),
+        text("Sunny in Helsinki."),
+    )
+    run = agent("What's the weather in Helsinki?")
+    assert run.code == 0, run.stderr
+    assert run.stdout == (
+        "Sunny in Helsinki.\n"
+        "Tasks:\n"
+        "1. [success] What's the weather in Helsinki?\n"
+        "   progress: Agent responded to: What's the weather in Helsinki?\n"
+    )
+    assert '  tool get_weather({"city": "Helsinki"})' in run.stderr
+    session_id = only_session(acontext)
+    stored = acontext.stored_messages(session_id)
+    assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
+    assert all(m["role"] != "system" for m in stored)
+    assert acontext.session(session_id).configs["system_prompt"] == "You are a test assistant."
+
+
+def test_piped_stdin_is_one_turn_per_line_in_one_session(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.responder = echo_responder
+    run = agent(input="first\n\nsecond\n")
+    assert run.code == 0, run.stderr
+    assert run.stdout.startswith("echo: first\necho: second\nTasks:\n")
+    stored = acontext.stored_messages(only_session(acontext))
+    assert [m["content"] for m in stored] == ["first", "echo: first", "second", "echo: second"]
+
+
+def test_json_output_has_the_session_the_reply_and_the_tasks(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.responder = echo_responder
+    run = agent("--json", "plan a trip")
+    assert run.code == 0, run.stderr
+    payload = json.loads(run.stdout)
+    assert payload["session_id"] == only_session(acontext)
+    assert payload["reply"] == "echo: plan a trip"
+    assert payload["tasks"] == [
+        {
+            "order": 1,
+            "description": "plan a trip",
+            "status": "success",
+            "progresses": ["Agent responded to: plan a trip"],
+            "user_preferences": [],
+        }
+    ]
+
+
+def test_resume_continues_the_same_session_with_its_history(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.responder = echo_responder
+    first = agent("--json", "remember the number 7")
+    session_id = json.loads(first.stdout)["session_id"]
+    second = agent("--json", "--resume", session_id, "what was the number?")
+    assert second.code == 0, second.stderr
+    assert json.loads(second.stdout)["session_id"] == session_id
+    assert model.requests[-1]["messages"] == [
+        {"role": "system", "content": "You are a test assistant."},
+        {"role": "user", "content": "remember the number 7"},
+        {"role": "assistant", "content": "echo: remember the number 7"},
+        {"role": "user", "content": "what was the number?"},
+    ]
+    assert len(acontext.stored_messages(session_id)) == 4
+    assert acontext.session_ids() == [session_id]
+
+
+def test_demo_plans_the_trip_shows_tasks_and_resumes_for_a_summary(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.script(
+        text("Day 1: Nuuksio. Day 2: Lakes. Day 3: Lapland."),
+        tool_calls(("get_weather", '{"city": "Helsinki"}')),
+        text("It is fine."),
+        tool_calls(
+            ("book_flight", '{"from_city": "Shanghai", "to_city": "Helsinki", "date": "tomorrow"}')
+        ),
+        text("Booked."),
+        text("You're welcome!"),
+        text("We planned a trip, checked the weather and booked a flight."),
+    )
+    run = agent("--demo")
+    assert run.code == 0, run.stderr
+    assert "1. [success] I'd like a 3-day trip to Finland" in run.stdout
+    assert run.stdout.rstrip().endswith(
+        "We planned a trip, checked the weather and booked a flight."
+    )
+    session_id = only_session(acontext)
+    assert len(acontext.stored_messages(session_id)) == 4 * 2 + 4 + 2
+    assert model.requests[-1]["messages"][-1]["content"].startswith("Summarise our conversation")
+
+
+def test_an_interactive_session_ends_with_exit(agent: AgentCommand, model: FakeOpenAI) -> None:
+    import os
+    import pty
+    import subprocess
+    import time
+
+    from tests.conftest import AGENT
+
+    model.responder = echo_responder
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(AGENT)],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(agent.env),
+        cwd=agent.cwd,
+        text=True,
+    )
+    os.close(follower)
+    os.write(leader, b"hello there\n")
+    deadline = time.monotonic() + 20
+    while not model.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.write(leader, b"/exit\n")
+    stdout, stderr = process.communicate(timeout=30)
+    os.close(leader)
+    assert process.returncode == 0, stderr
+    assert stdout.startswith("echo: hello there\nTasks:\n1. [success] hello there\n")
+
+
+def test_exit_code_2_for_a_missing_key(agent: AgentCommand) -> None:
+    run = agent("hi", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    assert run.code == 2
+    assert run.stderr == (
+        "error: OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment\n"
+    )
+
+
+def test_exit_code_2_for_a_bad_flag(agent: AgentCommand) -> None:
+    run = agent("--frobnicate")
+    assert run.code == 2
+    assert "unrecognized arguments: --frobnicate" in run.stderr
+
+
+def test_exit_code_2_for_a_malformed_session_id(
+    agent: AgentCommand, acontext: FakeAcontext
+) -> None:
+    run = agent("--resume", "abc", "hi")
+    assert (run.code, run.stderr) == (2, "error: 'abc' is not a session id (a UUID)\n")
+    assert acontext.requests == []
+
+
+def test_exit_code_2_for_an_unknown_session(agent: AgentCommand) -> None:
+    unknown = str(uuid.uuid4())
+    run = agent("--resume", unknown, "hi")
+    assert (run.code, run.stderr) == (2, f"error: no Acontext session {unknown}\n")
+
+
+def test_exit_code_2_for_a_rejected_acontext_key(agent: AgentCommand) -> None:
+    run = agent("hi", env={"ACONTEXT_API_KEY": "sk-ac-wrong"})
+    assert run.code == 2
+    assert "ACONTEXT_API_KEY was rejected" in run.stderr
+    assert "sk-ac-wrong" not in run.stderr
+
+
+def test_exit_code_2_for_a_rejected_openai_key(agent: AgentCommand, model: FakeOpenAI) -> None:
+    model.api_key = "sk-real"
+    run = agent("hi")
+    assert run.code == 2
+    assert "error: OPENAI_API_KEY was rejected by the model server" in run.stderr
+
+
+def test_exit_code_1_when_acontext_is_down(agent: AgentCommand, acontext: FakeAcontext) -> None:
+    acontext.stop()
+    run = agent("hi")
+    assert run.code == 1
+    assert acontext.base_url in run.stderr and "acontext server up" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_exit_code_1_when_the_model_fails_and_the_session_is_kept(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.script(*[error(500, "overloaded")] * 3)
+    run = agent("hi")
+    assert run.code == 1
+    assert "error: OpenAI: HTTP 500: overloaded" in run.stderr
+    session_id = only_session(acontext)
+    assert f"agent --resume {session_id}" in run.stderr
+    assert acontext.stored_messages(session_id) == [{"role": "user", "content": "hi"}]
+
+
+def test_help_lists_the_options(agent: AgentCommand) -> None:
+    run = agent("--help")
+    assert run.code == 0
+    for option in ("--resume SESSION_ID", "--demo", "--json"):
+        assert option in run.stdout

@@ -1,0 +1,54 @@
+"""Settings come from the environment and ./.env, the environment winning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from openai_basic.errors import ConfigError
+from openai_basic.settings import (
+    DEFAULT_ACONTEXT_API_KEY,
+    DEFAULT_ACONTEXT_BASE_URL,
+    DEFAULT_MODEL,
+    load_settings,
+)
+
+
+def test_defaults_need_only_the_openai_key(tmp_path: Path) -> None:
+    settings = load_settings({"OPENAI_API_KEY": "sk-1"}, cwd=tmp_path)
+    assert settings.openai_api_key == "sk-1"
+    assert settings.openai_base_url is None
+    assert settings.openai_model == DEFAULT_MODEL == "gpt-4o-mini"
+    assert settings.acontext_api_key == DEFAULT_ACONTEXT_API_KEY
+    assert settings.acontext_base_url == DEFAULT_ACONTEXT_BASE_URL == "http://localhost:8029/api/v1"
+    assert settings.max_iterations == 10
+
+
+def test_dotenv_in_the_working_directory_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "OPENAI_API_KEY=sk-from-file\nOPENAI_MODEL=file-model\nAGENT_MAX_ITERATIONS=3\n"
+    )
+    settings = load_settings({"OPENAI_MODEL": "env-model"}, cwd=tmp_path)
+    assert settings.openai_api_key == "sk-from-file"
+    assert settings.openai_model == "env-model"
+    assert settings.max_iterations == 3
+
+
+@pytest.mark.parametrize("key", [None, "", "   "])
+def test_a_missing_or_empty_openai_key_is_a_clear_error(tmp_path: Path, key: str | None) -> None:
+    environ = {} if key is None else {"OPENAI_API_KEY": key}
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        load_settings(environ, cwd=tmp_path)
+
+
+def test_a_local_openai_compatible_server_needs_no_key(tmp_path: Path) -> None:
+    settings = load_settings({"OPENAI_BASE_URL": "http://localhost:11434/v1"}, cwd=tmp_path)
+    assert settings.openai_base_url == "http://localhost:11434/v1"
+    assert settings.openai_api_key
+
+
+@pytest.mark.parametrize("raw", ["0", "-2", "ten"])
+def test_a_bad_iteration_limit_is_a_clear_error(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(ConfigError, match="AGENT_MAX_ITERATIONS must be a whole number"):
+        load_settings({"OPENAI_API_KEY": "k", "AGENT_MAX_ITERATIONS": raw}, cwd=tmp_path)
