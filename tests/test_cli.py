@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 from tests.conftest import AgentCommand
 from tests.fakes.acontext_server import FakeAcontext
@@ -219,3 +220,68 @@ def test_help_lists_the_options(agent: AgentCommand) -> None:
     assert run.code == 0
     for option in ("--resume SESSION_ID", "--demo", "--json"):
         assert option in run.stdout
+
+
+def test_ctrl_c_during_a_model_call_exits_130_and_keeps_the_session(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import AGENT
+
+    model.script(text("too late", delay=30))
+    process = subprocess.Popen(
+        [str(AGENT), "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(agent.env),
+        cwd=agent.cwd,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not model.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130
+    session_id = only_session(acontext)
+    assert (
+        stderr.splitlines()[-1] == f"error: interrupted; resume with: agent --resume {session_id}"
+    )
+    assert "Traceback" not in stderr
+    assert acontext.stored_messages(session_id) == [{"role": "user", "content": "hi"}]
+
+
+def test_the_template_still_builds_after_acontext_create_renames_it(tmp_path: Path) -> None:
+    """`acontext create` rewrites [project].name; the import package and the script stay."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "my-agent"
+    shutil.copytree(root / "src", copy / "src")
+    shutil.copy(root / "README.md", copy)
+    pyproject = (root / "pyproject.toml").read_text()
+    (copy / "pyproject.toml").write_text(
+        re.sub(r'(?m)^name = "openai-basic"$', 'name = "my-agent"', pyproject, count=1)
+    )
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv, "uv runs the tests, so it is on PATH or in $UV"
+    subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(copy)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert wheel.name.startswith("my_agent-")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
+        assert "agent = openai_basic.cli:main" in archive.read(entry_points).decode()
+    assert "openai_basic/cli.py" in names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -377,7 +377,7 @@ def test_pagination_covers_all_messages_in_order(
 def check_session_errors(client: AcontextClient, sid: str) -> None:
     database_error = (400, 500, "database error")
     not_found = (404, 404, "session not found")
-    calls: list[tuple[Any, tuple[int, int, str]]] = [
+    calls: list[tuple[Callable[[], object], tuple[int, int, str]]] = [
         (lambda: client.sessions.get_messages(sid), database_error),
         (
             lambda: client.sessions.store_message(sid, blob={"role": "user", "content": "hi"}),
@@ -408,7 +408,7 @@ def test_deleted_session_behaves_like_unknown(client: AcontextClient) -> None:
 
 def test_malformed_session_id_is_parameter_error(client: AcontextClient) -> None:
     sid = "not-a-uuid"
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: client.sessions.get_messages(sid),
         lambda: client.sessions.store_message(sid, blob={"role": "user", "content": "hi"}),
         lambda: client.sessions.get_configs(sid),
@@ -426,7 +426,7 @@ def test_malformed_session_id_is_parameter_error(client: AcontextClient) -> None
 
 def test_unknown_route_is_404(fake: FakeAcontext, client: AcontextClient) -> None:
     with pytest.raises(APIError) as exc:
-        client.request("GET", "/no/such/route")  # type: ignore[no-untyped-call]
+        client.request("GET", "/no/such/route")
     assert exc.value.status_code == 404
     assert exc.value.code == 404
 

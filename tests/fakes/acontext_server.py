@@ -1072,19 +1072,19 @@ class FakeAcontext:
             data["next_cursor"] = next_cursor
         return self._ok(data)
 
-    def _delete_session(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _delete_session(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         with self._lock:
             self._sessions.pop(sid, None)
         return 200, {"code": 0, "msg": ""}
 
-    def _get_configs(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _get_configs(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _database_error()
             return self._ok(self._session_json(session))
 
-    def _put_configs(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _put_configs(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         configs = _json_object(body).get("configs")
         if configs is not None and not isinstance(configs, dict):
             raise _param_error()
@@ -1096,7 +1096,7 @@ class FakeAcontext:
             session.updated_at = self._now()
         return 200, {"code": 0, "msg": ""}
 
-    def _patch_configs(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _patch_configs(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         patch = _json_object(body).get("configs")
         if not isinstance(patch, dict):
             raise _param_error()
@@ -1116,7 +1116,7 @@ class FakeAcontext:
 
     # -- messages -----------------------------------------------------------
 
-    def _store_message(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _store_message(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         payload = _json_object(body)
         if payload.get("format", "openai") != "openai" or "blob" not in payload:
             raise _param_error()
@@ -1137,7 +1137,7 @@ class FakeAcontext:
                 self._process(session, [message])
             return self._ok(to_wire_message(message), 201)
 
-    def _get_messages(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _get_messages(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         fmt = query.get("format") or "openai"
         if fmt not in ("openai", "acontext"):
             raise _param_error()
@@ -1185,7 +1185,7 @@ class FakeAcontext:
             data["edit_at_message_id"] = edit_at
         return self._ok(data)
 
-    def _patch_message_meta(self, sid: str, message_id: str, body: Any) -> tuple[int, Any]:
+    def _patch_message_meta(self, sid: str, message_id: str, body: Any) -> _Answer:
         patch = _json_object(body).get("meta")
         if not isinstance(patch, dict):
             raise _param_error()
@@ -1203,7 +1203,7 @@ class FakeAcontext:
                     message.meta[key] = copy.deepcopy(value)
             return self._ok({"meta": copy.deepcopy(message.meta)})
 
-    def _token_counts(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _token_counts(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
@@ -1212,7 +1212,7 @@ class FakeAcontext:
 
     # -- task extraction ----------------------------------------------------
 
-    def _flush(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _flush(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
@@ -1264,7 +1264,7 @@ class FakeAcontext:
             message.session_task_process_status = "success"
             message.updated_at = now
 
-    def _observing_status(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _observing_status(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
@@ -1279,7 +1279,7 @@ class FakeAcontext:
                 }
             )
 
-    def _get_tasks(self, sid: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def _get_tasks(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
         limit = _parse_limit(query.get("limit"), DEFAULT_LIST_LIMIT) or DEFAULT_LIST_LIMIT
         desc = _parse_bool(query.get("time_desc"))
         with self._lock:
