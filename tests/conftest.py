@@ -68,7 +68,7 @@ def acontext() -> Iterator[FakeAcontext]:
 
 
 @pytest.fixture
-def settings(model: FakeOpenAI, acontext: FakeAcontext) -> Settings:
+def settings(model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path) -> Settings:
     return Settings(
         openai_api_key="sk-test",
         openai_base_url=model.base_url,
@@ -78,6 +78,9 @@ def settings(model: FakeOpenAI, acontext: FakeAcontext) -> Settings:
         system_prompt="You are a test assistant.",
         max_iterations=4,
         task_wait_seconds=10.0,
+        state_dir=tmp_path / ".agent",
+        sync_wait_seconds=10.0,
+        openai_max_retries=0,
     )
 
 
@@ -126,5 +129,6 @@ def agent(settings: Settings, tmp_path: Path) -> AgentCommand:
         "AGENT_SYSTEM_PROMPT": settings.system_prompt,
         "AGENT_MAX_ITERATIONS": str(settings.max_iterations),
         "AGENT_TASK_WAIT_SECONDS": "10",
+        "AGENT_SYNC_WAIT_SECONDS": "10",
     }
     return AgentCommand(env, tmp_path)

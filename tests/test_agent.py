@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import _thread
+import time
 from typing import Any
 
 import openai
 import pytest
 
 from openai_basic import ToolRegistry, run_agent
-from openai_basic.agent import CANCELLED, LIMIT_NOTE
+from openai_basic.agent import CANCELLED, LIMIT_NOTE, NO_RESULT
 from openai_basic.errors import ConfigError, ServiceError
 from openai_basic.sample_tools import TOOLS
 from tests.fakes.openai_server import FakeOpenAI, ToolCallSpec, error, text, tool_calls
@@ -17,9 +19,11 @@ from tests.fakes.openai_server import FakeOpenAI, ToolCallSpec, error, text, too
 class ListSink:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.metas: list[dict[str, Any] | None] = []
 
-    def append(self, message: dict[str, Any]) -> None:
+    def append(self, message: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
         self.messages.append(message)
+        self.metas.append(meta)
 
 
 def turn(model: FakeOpenAI, history: list[dict[str, Any]], prompt: str, **options: Any) -> Any:
@@ -159,7 +163,9 @@ def test_the_iteration_limit_ends_with_an_answer_and_a_valid_history(model: Fake
 def test_ctrl_c_in_a_tool_answers_every_call_made_and_is_re_raised(model: FakeOpenAI) -> None:
     def slow_search(query: str) -> str:
         """Search slowly."""
-        raise KeyboardInterrupt
+        _thread.interrupt_main()  # what Ctrl-C does while the tool runs
+        time.sleep(5)
+        return "never seen"
 
     model.script(tool_calls(ToolCallSpec("slow_search", '{"query": "x"}', id="s1")))
     history: list[dict[str, Any]] = []
@@ -188,3 +194,85 @@ def test_an_unreachable_model_server_is_a_service_error(model: FakeOpenAI) -> No
     model.stop()
     with pytest.raises(ServiceError, match="cannot reach the model server"):
         turn(model, [], "hi")
+
+
+def test_assistant_messages_carry_model_usage_and_latency_in_their_meta(model: FakeOpenAI) -> None:
+    model.script(text("hi", usage=(12, 3)))
+    _, sink = turn(model, [], "hello")
+    assert sink.metas[0] is None  # the user's message
+    meta = sink.metas[1]
+    assert meta["model"] == "gpt-4o-mini"
+    assert meta["usage"] == {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+    assert isinstance(meta["latency_ms"], int)
+
+
+def test_a_history_ending_in_unanswered_tool_calls_is_repaired_first(model: FakeOpenAI) -> None:
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "a",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+                {
+                    "id": "b",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "a", "content": "sunny"},
+    ]
+    model.script(text("Where were we?"))
+    _, sink = turn(model, history, "go on")
+    assert sink.messages[0] == {"role": "tool", "tool_call_id": "b", "content": NO_RESULT}
+    assert sink.messages[1] == {"role": "user", "content": "go on"}
+    assert [m["role"] for m in history] == [
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "user",
+        "assistant",
+    ]
+
+
+def test_a_model_that_rejects_tools_gets_a_hint(model: FakeOpenAI) -> None:
+    model.script(error(400, "tools are not supported by this model"))
+    with pytest.raises(ConfigError, match=r"rejected the tools .* choose a model with tool"):
+        turn(model, [], "hi")
+
+
+def test_a_tool_that_overruns_its_timeout_is_answered_with_an_error(model: FakeOpenAI) -> None:
+    def hang(seconds: float) -> str:
+        """Sleep."""
+        time.sleep(seconds)
+        return "woke"
+
+    registry = ToolRegistry()
+    registry.register(hang, timeout=0.2)
+    model.script(tool_calls(ToolCallSpec("hang", '{"seconds": 30}', id="h")), text("It hung."))
+    history: list[dict[str, Any]] = []
+    result, _ = turn(model, history, "hang", registry=registry)
+    assert history[2] == {
+        "role": "tool",
+        "tool_call_id": "h",
+        "content": "Error: hang did not finish within 0.2 s.",
+    }
+    assert result.reply == "It hung."
+
+
+def test_tool_results_are_capped_before_the_model_and_the_session_see_them(
+    model: FakeOpenAI,
+) -> None:
+    def dump(size: int) -> str:
+        """Return a lot of text."""
+        return "x" * size
+
+    model.script(tool_calls(ToolCallSpec("dump", '{"size": 1000}', id="d")), text("ok"))
+    _, sink = turn(model, [], "dump", registry=ToolRegistry([dump], max_result_chars=100))
+    assert sink.messages[2]["content"] == "x" * 100 + "\n[truncated: 900 more characters]"
+    assert model.requests[1]["messages"][-1]["content"] == sink.messages[2]["content"]

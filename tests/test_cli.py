@@ -180,27 +180,52 @@ def test_exit_code_2_for_an_unknown_session(agent: AgentCommand) -> None:
     assert (run.code, run.stderr) == (2, f"error: no Acontext session {unknown}\n")
 
 
-def test_exit_code_2_for_a_rejected_acontext_key(agent: AgentCommand) -> None:
-    run = agent("hi", env={"ACONTEXT_API_KEY": "sk-ac-wrong"})
+def test_exit_code_2_for_a_rejected_acontext_key(agent: AgentCommand, model: FakeOpenAI) -> None:
+    model.responder = echo_responder
+    run = agent("hi", env={"ACONTEXT_API_KEY": "sk-ac-wrong-key"})
     assert run.code == 2
-    assert "ACONTEXT_API_KEY was rejected" in run.stderr
-    assert "sk-ac-wrong" not in run.stderr
+    assert run.stdout == "echo: hi\n"
+    assert "error: ACONTEXT_API_KEY was rejected" in run.stderr
+    assert "sk-ac-wrong-key" not in run.stderr
 
 
-def test_exit_code_2_for_a_rejected_openai_key(agent: AgentCommand, model: FakeOpenAI) -> None:
-    model.api_key = "sk-real"
-    run = agent("hi")
-    assert run.code == 2
-    assert "error: OPENAI_API_KEY was rejected by the model server" in run.stderr
-
-
-def test_exit_code_1_when_acontext_is_down(agent: AgentCommand, acontext: FakeAcontext) -> None:
+def test_acontext_down_keeps_the_conversation_going_and_sync_sends_it_later(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
     acontext.stop()
-    run = agent("hi")
+    model.responder = echo_responder
+    run = agent("hi", env={"AGENT_SYNC_WAIT_SECONDS": "0.5"})
     assert run.code == 1
-    assert acontext.base_url in run.stderr and "acontext server up" in run.stderr
+    assert run.stdout == "echo: hi\n"
+    assert f"Acontext unreachable at {acontext.base_url}" in run.stderr
+    assert "2 messages wait in " in run.stderr and "`agent sync`" in run.stderr
     assert "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1
+
+    acontext.restart()
+    synced = agent("sync")
+    assert (synced.code, synced.stderr.splitlines()[-1]) == (0, "sent 2 messages; 0 still waiting")
+    session_id = only_session(acontext)
+    assert acontext.stored_messages(session_id) == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "echo: hi"},
+    ]
+    again = agent("sync")
+    assert again.stderr.splitlines()[-1] == "sent 0 messages; 0 still waiting"
+    assert len(acontext.stored_messages(session_id)) == 2
+
+
+def test_tasks_command_shows_a_sessions_tasks(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.responder = echo_responder
+    session_id = json.loads(agent("--json", "book a table").stdout)["session_id"]
+    run = agent("tasks", session_id)
+    assert run.code == 0
+    assert run.stdout == (
+        "Tasks:\n1. [success] book a table\n   progress: Agent responded to: book a table\n"
+    )
+    unknown = agent("tasks", str(uuid.uuid4()))
+    assert unknown.code == 2 and unknown.stderr.startswith("error: no Acontext session ")
 
 
 def test_exit_code_1_when_the_model_fails_and_the_session_is_kept(

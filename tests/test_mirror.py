@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import stat
 import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -38,14 +43,22 @@ def as_returned(message: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def mirror(settings: Settings) -> Any:
+def mirror(settings: Settings) -> Iterator[AcontextMirror]:
     mirror = AcontextMirror(settings)
     yield mirror
     mirror.close()
 
 
-def test_create_keeps_the_system_prompt_in_configs(mirror: Any, acontext: FakeAcontext) -> None:
+def message_posts(acontext: FakeAcontext) -> list[Any]:
+    return [r for r in acontext.requests if r.method == "POST" and r.path.endswith("/messages")]
+
+
+def test_the_session_is_created_with_the_system_prompt_in_configs(
+    mirror: AcontextMirror, acontext: FakeAcontext
+) -> None:
     opened = mirror.create(model="gpt-4o-mini", system_prompt="Be kind.")
+    mirror.append({"role": "user", "content": "hi"})
+    assert mirror.sync(timeout=5) == 0
     assert opened.history == []
     assert acontext.session(opened.session_id).configs == {
         "agent": AGENT_NAME,
@@ -54,18 +67,32 @@ def test_create_keeps_the_system_prompt_in_configs(mirror: Any, acontext: FakeAc
     }
 
 
-def test_messages_are_stored_in_order_in_openai_format(mirror: Any, acontext: FakeAcontext) -> None:
+def test_messages_are_stored_in_order_in_openai_format_with_a_client_id(
+    mirror: AcontextMirror, acontext: FakeAcontext
+) -> None:
     opened = mirror.create(model="m", system_prompt="Be kind.")
     for message in TOOL_TURN:
-        mirror.append(message)
+        mirror.append(message, {"model": "m"} if message["role"] == "assistant" else None)
+    assert mirror.sync(timeout=5) == 0
     assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
-    posts = [r for r in acontext.requests if r.method == "POST" and r.path.endswith("/messages")]
+    posts = message_posts(acontext)
     assert [r.body["format"] for r in posts] == ["openai"] * 4
     assert [r.body["blob"] for r in posts] == TOOL_TURN
+    metas = acontext.stored_metas(opened.session_id)
+    assert len({meta["client_id"] for meta in metas}) == 4
+    assert metas[1]["model"] == "m" and "model" not in metas[0]
+
+
+def test_the_journal_is_private_and_in_wal_mode(mirror: AcontextMirror) -> None:
+    mirror.create(model="m", system_prompt="s")
+    path = mirror.journal.path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_resume_loads_every_page_and_the_stored_system_prompt(
-    mirror: Any, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext
 ) -> None:
     messages = [
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"}
@@ -80,7 +107,7 @@ def test_resume_loads_every_page_and_the_stored_system_prompt(
 
 
 def test_resume_without_a_stored_prompt_uses_the_default(
-    mirror: Any, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext
 ) -> None:
     session_id = acontext.add_session(messages=TOOL_TURN)
     opened = mirror.resume(session_id, default_system_prompt="Default.")
@@ -88,21 +115,58 @@ def test_resume_without_a_stored_prompt_uses_the_default(
     assert opened.system_prompt == "Default."
 
 
-def test_resume_of_an_unknown_session_says_so(mirror: Any) -> None:
+def test_resume_adds_messages_still_waiting_in_the_journal(
+    settings: Settings, acontext: FakeAcontext
+) -> None:
+    first = AcontextMirror(settings)
+    opened = first.create(model="m", system_prompt="s")
+    first.append(TOOL_TURN[0])
+    assert first.sync(timeout=5) == 0
+    acontext.stop()
+    for message in TOOL_TURN[1:]:
+        first.append(message)
+    assert first.sync(timeout=0.3) == 3
+    first.close()
+    acontext.restart()
+
+    second = AcontextMirror(settings)
+    resumed = second.resume(opened.session_id, default_system_prompt="s")
+    assert resumed.history == [TOOL_TURN[0], *TOOL_TURN[1:]]
+    assert second.sync(timeout=5) == 0
+    second.close()
+    assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
+
+
+def test_a_session_that_never_reached_acontext_resumes_from_the_journal(
+    settings: Settings, acontext: FakeAcontext
+) -> None:
+    acontext.stop()
+    first = AcontextMirror(settings)
+    opened = first.create(model="m", system_prompt="Local.")
+    first.append({"role": "user", "content": "offline"})
+    first.close()
+    second = AcontextMirror(settings)
+    resumed = second.resume(opened.session_id, default_system_prompt="Default.")
+    second.close()
+    assert resumed.history == [{"role": "user", "content": "offline"}]
+    assert resumed.system_prompt == "Local."
+
+
+def test_resume_of_an_unknown_session_says_so(mirror: AcontextMirror) -> None:
     unknown = str(uuid.uuid4())
     with pytest.raises(SessionNotFoundError, match=f"no Acontext session {unknown}"):
         mirror.resume(unknown, default_system_prompt="")
 
 
-def test_resume_of_a_malformed_id_is_a_configuration_error(mirror: Any) -> None:
+def test_resume_of_a_malformed_id_is_a_configuration_error(mirror: AcontextMirror) -> None:
     with pytest.raises(ConfigError, match="'not-a-uuid' is not a session id"):
         mirror.resume("not-a-uuid", default_system_prompt="")
 
 
 def test_finish_flushes_until_nothing_is_pending_then_reads_tasks(
-    mirror: Any, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext
 ) -> None:
-    opened = mirror.create(model="m", system_prompt="s")
+    mirror.create(model="m", system_prompt="s")
     for i in range(20):
         mirror.append({"role": "user", "content": f"task {i}"})
         mirror.append({"role": "assistant", "content": f"did {i}"})
@@ -111,7 +175,7 @@ def test_finish_flushes_until_nothing_is_pending_then_reads_tasks(
     flushes = [r for r in acontext.requests if r.path.endswith("/flush")]
     assert len(flushes) == 2  # 40 messages, at most 32 per flush
     assert waits == [(40, 0), (8, 0)]
-    assert report.unprocessed == 0
+    assert (report.unprocessed, report.unsent) == (0, 0)
     assert len(report.tasks) == 20
     assert report.tasks[0] == Task(
         order=1,
@@ -120,10 +184,9 @@ def test_finish_flushes_until_nothing_is_pending_then_reads_tasks(
         progresses=("Agent responded to: task 0",),
         user_preferences=(),
     )
-    assert acontext.session(opened.session_id).id == opened.session_id
 
 
-def test_a_failed_flush_is_reported(mirror: Any, acontext: FakeAcontext) -> None:
+def test_a_failed_flush_is_reported(mirror: AcontextMirror, acontext: FakeAcontext) -> None:
     mirror.create(model="m", system_prompt="s")
     mirror.append({"role": "user", "content": "hi"})
     acontext.flush_status, acontext.flush_errmsg = 500, "extraction crashed"
@@ -132,8 +195,6 @@ def test_a_failed_flush_is_reported(mirror: Any, acontext: FakeAcontext) -> None
 
 
 def test_waiting_for_extraction_is_bounded(settings: Settings, acontext: FakeAcontext) -> None:
-    from dataclasses import replace
-
     mirror = AcontextMirror(replace(settings, task_wait_seconds=0))
     mirror.create(model="m", system_prompt="s")
     mirror.append({"role": "user", "content": "hi"})
@@ -143,7 +204,7 @@ def test_waiting_for_extraction_is_bounded(settings: Settings, acontext: FakeAco
 
 
 def test_tasks_keep_missing_progress_and_preferences_empty(
-    mirror: Any, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext
 ) -> None:
     opened = mirror.create(model="m", system_prompt="s")
     mirror.append({"role": "user", "content": "I prefer window seats. Book a flight."})
@@ -160,26 +221,70 @@ def test_tasks_keep_missing_progress_and_preferences_empty(
     assert mirror.tasks(opened.session_id) == report.tasks
 
 
-def test_a_rejected_key_is_a_configuration_error(settings: Settings) -> None:
-    from dataclasses import replace
-
-    mirror = AcontextMirror(replace(settings, acontext_api_key="sk-ac-wrong"))
+def test_a_rejected_key_stops_the_writer_and_keeps_the_messages(
+    settings: Settings, acontext: FakeAcontext
+) -> None:
+    mirror = AcontextMirror(replace(settings, acontext_api_key="sk-ac-wrong-key"))
+    mirror.create(model="m", system_prompt="s")
+    mirror.append({"role": "user", "content": "hi"})
     with pytest.raises(ConfigError, match="ACONTEXT_API_KEY was rejected"):
-        mirror.create(model="m", system_prompt="s")
+        mirror.sync(timeout=5)
+    assert mirror.journal.count_waiting() == 1
+    mirror.close()
 
 
-def test_an_unreachable_server_names_the_url_and_how_to_start_one(
-    mirror: Any, acontext: FakeAcontext
+def test_acontext_down_from_the_start_keeps_every_message_until_it_is_back(
+    settings: Settings, acontext: FakeAcontext
 ) -> None:
     acontext.stop()
-    with pytest.raises(ServiceError) as caught:
-        mirror.create(model="m", system_prompt="s")
-    assert acontext.base_url in str(caught.value)
-    assert "acontext server up" in str(caught.value)
+    problems: list[str] = []
+    mirror = AcontextMirror(settings, on_problem=problems.append)
+    opened = mirror.create(model="m", system_prompt="s")
+    for message in TOOL_TURN:
+        mirror.append(message)
+    assert mirror.sync(timeout=0.5) == 4
+    assert problems[0].startswith(
+        f"Acontext unreachable at {acontext.base_url}; 4 messages wait in"
+    )
+    acontext.restart()
+    assert mirror.sync(timeout=10) == 0
+    assert problems[-1] == "Acontext is back; sending the waiting messages"
+    mirror.close()
+    assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
 
 
-def test_a_failed_store_is_a_service_error(mirror: Any, acontext: FakeAcontext) -> None:
-    mirror.create(model="m", system_prompt="s")
-    acontext.fail_next(1, status=503)
-    with pytest.raises(ServiceError, match="HTTP 503"):
-        mirror.append({"role": "user", "content": "hi"})
+def test_server_errors_are_retried_and_stored_once(
+    mirror: AcontextMirror, acontext: FakeAcontext
+) -> None:
+    opened = mirror.create(model="m", system_prompt="s")
+    mirror.append(TOOL_TURN[0])
+    assert mirror.sync(timeout=5) == 0
+    acontext.fail_next(3, status=503, path_contains="/messages")
+    for message in TOOL_TURN[1:]:
+        mirror.append(message)
+    assert mirror.sync(timeout=10) == 0
+    assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
+
+
+def test_a_write_whose_answer_was_lost_is_not_stored_twice(
+    mirror: AcontextMirror, acontext: FakeAcontext
+) -> None:
+    opened = mirror.create(model="m", system_prompt="s")
+    mirror.append(TOOL_TURN[0])
+    assert mirror.sync(timeout=5) == 0
+    acontext.fail_next(2, path_contains="/messages", drop_after_write=True)
+    for message in TOOL_TURN[1:]:
+        mirror.append(message)
+    assert mirror.sync(timeout=10) == 0
+    assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
+
+
+def test_a_message_acontext_rejects_does_not_block_the_ones_after_it(
+    mirror: AcontextMirror, acontext: FakeAcontext
+) -> None:
+    opened = mirror.create(model="m", system_prompt="s")
+    mirror.append({"role": "robot", "content": "beep"})
+    mirror.append({"role": "user", "content": "hi"})
+    assert mirror.sync(timeout=5) == 0
+    assert mirror.journal.count_rejected() == 1
+    assert acontext.stored_messages(opened.session_id) == [{"role": "user", "content": "hi"}]

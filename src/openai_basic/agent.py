@@ -7,6 +7,7 @@ It never imports Acontext.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 Message = dict[str, Any]
 CANCELLED = "Error: cancelled by the user before this tool finished."
+NO_RESULT = "Error: no result was recorded for this tool call (the earlier run was interrupted)."
 LIMIT_NOTE = (
     "You have reached the limit of tool calls for this turn. "
     "Answer the user now with what you have, without calling tools."
@@ -28,7 +30,7 @@ LIMIT_NOTE = (
 class MessageSink(Protocol):
     """Receives each message of the conversation once, in order."""
 
-    def append(self, message: Message) -> None: ...
+    def append(self, message: Message, meta: dict[str, Any] | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,10 @@ class _Turn:
     sink: MessageSink
     added: list[Message] = field(default_factory=list)
 
-    def add(self, message: Message) -> None:
+    def add(self, message: Message, meta: dict[str, Any] | None = None) -> None:
         self.history.append(message)
         self.added.append(message)
-        self.sink.append(message)
+        self.sink.append(message, meta)
 
 
 def run_agent(
@@ -69,12 +71,14 @@ def run_agent(
 ) -> TurnResult:
     """Run one user turn. ``history`` (without the system prompt) is extended in place."""
     turn = _Turn(history, sink)
+    for call in unanswered_tool_calls(history):  # a history left by an interrupted run
+        turn.add({"role": "tool", "tool_call_id": call.id, "content": NO_RESULT})
     turn.add({"role": "user", "content": user_message})
     pending: list[ToolCall] = []
     try:
         for calls_made in range(1, max_iterations + 1):
-            assistant = _complete(client, model, system_prompt, history, registry)
-            turn.add(assistant)
+            assistant, meta = _complete(client, model, system_prompt, history, registry)
+            turn.add(assistant, meta)
             pending = _tool_calls(assistant)
             if not pending:
                 return TurnResult(
@@ -85,8 +89,8 @@ def run_agent(
                 pending = [c for c in pending if c.id != result.call_id]
                 if on_tool_result is not None:
                     on_tool_result(result)
-        final = _complete(client, model, system_prompt, history, registry, last_call=True)
-        turn.add(final)
+        final, meta = _complete(client, model, system_prompt, history, registry, last_call=True)
+        turn.add(final, meta)
         return TurnResult(final.get("content") or "", tuple(turn.added), max_iterations + 1, True)
     except KeyboardInterrupt:
         for call in pending:  # every tool call made gets an answer, so the history stays valid
@@ -102,7 +106,7 @@ def _complete(
     registry: ToolRegistry,
     *,
     last_call: bool = False,
-) -> Message:
+) -> tuple[Message, dict[str, Any]]:
     import openai
 
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -114,10 +118,19 @@ def _complete(
         options["tools"] = registry.schemas()
         if last_call:
             options["tool_choice"] = "none"
+    started = time.perf_counter()
     try:
         completion = client.chat.completions.create(model=model, messages=messages, **options)  # type: ignore[arg-type]
     except openai.AuthenticationError as exc:
         raise ConfigError("OPENAI_API_KEY was rejected by the model server") from exc
+    except openai.BadRequestError as exc:
+        text = _error_text(exc)
+        if any(word in text.lower() for word in ("tool", "strict", "function")):
+            raise ConfigError(
+                f"model {model!r} rejected the tools ({text}); choose a model with tool calling "
+                "(OPENAI_MODEL)"
+            ) from exc
+        raise ServiceError("OpenAI", f"HTTP 400: {text}") from exc
     except openai.APIStatusError as exc:
         raise ServiceError("OpenAI", f"HTTP {exc.status_code}: {_error_text(exc)}") from exc
     except openai.APIConnectionError as exc:
@@ -136,7 +149,31 @@ def _complete(
             for call in reply.tool_calls
             if call.type == "function"
         ]
-    return message
+    usage = completion.usage
+    meta: dict[str, Any] = {
+        "model": completion.model or model,
+        "latency_ms": round((time.perf_counter() - started) * 1000),
+    }
+    if usage is not None:
+        meta["usage"] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+    return message, meta
+
+
+def unanswered_tool_calls(history: list[Message]) -> list[ToolCall]:
+    """The tool calls of the last assistant message that no tool message answers."""
+    answered: set[str] = set()
+    for message in reversed(history):
+        if message.get("role") == "tool":
+            answered.add(str(message.get("tool_call_id")))
+        elif message.get("role") == "assistant":
+            return [call for call in _tool_calls(message) if call.id not in answered]
+        else:
+            return []
+    return []
 
 
 def _tool_calls(message: Message) -> list[ToolCall]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from openai_basic.conversation import ChatOutcome, chat
 from openai_basic.output import Output
 from openai_basic.settings import Settings
+from openai_basic.tools import ToolRegistry
 
 TRIP = (
     "I'd like a 3-day trip to Finland, and I love nature. Please plan it for me.",
@@ -23,12 +24,18 @@ def _echoed(prompts: tuple[str, ...], out: Output) -> Iterator[str]:
         yield prompt
 
 
-def run_demo(*, settings: Settings, out: Output) -> ChatOutcome:
+def run_demo(
+    *, settings: Settings, out: Output, registry: ToolRegistry | None = None
+) -> ChatOutcome:
     out.status("demo: planning a trip")
-    trip = chat(settings=settings, prompts=_echoed(TRIP, out), out=out)
+    trip = chat(settings=settings, prompts=_echoed(TRIP, out), out=out, registry=registry)
     out.tasks(trip.report)
     out.status(f"demo: resuming session {trip.session_id} for a summary")
     summary = chat(
-        settings=settings, prompts=_echoed((SUMMARY,), out), out=out, resume=trip.session_id
+        settings=settings,
+        prompts=_echoed((SUMMARY,), out),
+        out=out,
+        resume=trip.session_id,
+        registry=registry,
     )
     return summary

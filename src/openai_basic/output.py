@@ -21,12 +21,31 @@ class Output:
         self.json_mode = json_mode
         self._out = stdout or sys.stdout
         self._err = stderr or sys.stderr
+        self._secrets: tuple[str, ...] = ()
+
+    def hide(self, *secrets: str) -> None:
+        """Never print these (API keys): they are masked wherever they would appear."""
+        self._secrets = tuple(s for s in secrets if len(s) >= 8)
 
     def status(self, text: str) -> None:
-        print(text, file=self._err, flush=True)
+        print(self._masked(text), file=self._err, flush=True)
 
     def error(self, text: str) -> None:
-        print(f"error: {text}", file=self._err, flush=True)
+        self.status(f"error: {text}")
+
+    def syncing(self, waiting: int) -> None:
+        self.status(f"sending to Acontext: {waiting} messages waiting")
+
+    def unsent(self, waiting: int, journal: object) -> None:
+        self.status(
+            f"{waiting} messages wait in {journal}; they are sent at the next start or with "
+            "`agent sync`"
+        )
+
+    def _masked(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, mask(secret))
+        return text
 
     def tool(self, result: ToolResult) -> None:
         arguments = " ".join(result.arguments.split())
@@ -43,7 +62,7 @@ class Output:
         self.status(f"waiting for task extraction: {pending} pending, {in_process} in process")
 
     def tasks(self, report: TaskReport) -> None:
-        if self.json_mode:
+        if self.json_mode or report.unsent:  # tasks of a session Acontext has not fully seen
             return
         if not report.tasks:
             print("No tasks were extracted from this session.", file=self._out)
@@ -55,6 +74,11 @@ class Output:
 
     def json(self, payload: dict[str, Any]) -> None:
         print(json.dumps(payload, ensure_ascii=False, indent=2), file=self._out, flush=True)
+
+
+def mask(secret: str) -> str:
+    """Enough of a key to recognise it, not enough to use it."""
+    return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 12 else "…"
 
 
 def task_payload(task: Task) -> dict[str, Any]:

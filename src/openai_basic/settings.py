@@ -29,11 +29,22 @@ class Settings:
     system_prompt: str
     max_iterations: int
     task_wait_seconds: float
+    state_dir: Path
+    sync_wait_seconds: float = 10.0
+    openai_max_retries: int = 2
+    tool_timeout_seconds: float = 60.0
+    tool_result_max_chars: int = 20_000
 
 
-def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
+    require_openai: bool = True,
+) -> Settings:
     """Merge ``.env`` from the working directory under the real environment (which wins)."""
-    env_file = (cwd or Path.cwd()) / ".env"
+    cwd = cwd or Path.cwd()
+    env_file = cwd / ".env"
     from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
     values = {**from_file, **(os.environ if environ is None else environ)}
 
@@ -43,7 +54,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
     base_url = get("OPENAI_BASE_URL") or None
     api_key = get("OPENAI_API_KEY")
     if not api_key:
-        if base_url is None:
+        if base_url is None and require_openai:
             raise ConfigError(
                 "OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment"
             )
@@ -56,23 +67,32 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
         acontext_base_url=get("ACONTEXT_BASE_URL", DEFAULT_ACONTEXT_BASE_URL).rstrip("/"),
         system_prompt=get("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
         max_iterations=_positive_int(get("AGENT_MAX_ITERATIONS", "10"), "AGENT_MAX_ITERATIONS"),
-        task_wait_seconds=_positive_float(
+        task_wait_seconds=_seconds(
             get("AGENT_TASK_WAIT_SECONDS", "120"), "AGENT_TASK_WAIT_SECONDS"
+        ),
+        state_dir=cwd / get("AGENT_STATE_DIR", ".agent"),
+        sync_wait_seconds=_seconds(get("AGENT_SYNC_WAIT_SECONDS", "10"), "AGENT_SYNC_WAIT_SECONDS"),
+        openai_max_retries=_positive_int(get("OPENAI_MAX_RETRIES", "2"), "OPENAI_MAX_RETRIES", 0),
+        tool_timeout_seconds=_seconds(
+            get("AGENT_TOOL_TIMEOUT_SECONDS", "60"), "AGENT_TOOL_TIMEOUT_SECONDS"
+        ),
+        tool_result_max_chars=_positive_int(
+            get("AGENT_TOOL_RESULT_MAX_CHARS", "20000"), "AGENT_TOOL_RESULT_MAX_CHARS"
         ),
     )
 
 
-def _positive_int(raw: str, name: str) -> int:
+def _positive_int(raw: str, name: str, least: int = 1) -> int:
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1, not {raw!r}")
+        value = least - 1
+    if value < least:
+        raise ConfigError(f"{name} must be a whole number of at least {least}, not {raw!r}")
     return value
 
 
-def _positive_float(raw: str, name: str) -> float:
+def _seconds(raw: str, name: str) -> float:
     try:
         value = float(raw)
     except ValueError:

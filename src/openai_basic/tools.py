@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from openai_basic.errors import ToolDefinitionError
 
 ToolFunction = Callable[..., Any]
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RESULT_CHARS = 20_000
 _SECTION = re.compile(
     r"^\s*(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?):\s*$"
 )
@@ -60,30 +62,42 @@ class Tool:
     function: ToolFunction
     arguments_model: type[BaseModel]
     defaults: frozenset[str]
+    timeout: float
 
-    def schema(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": _strict(self.arguments_model.model_json_schema()),
-                "strict": True,
-            },
+    def schema(self, *, strict: bool = True) -> dict[str, Any]:
+        function: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": _strict(self.arguments_model.model_json_schema()),
         }
+        if strict:  # some OpenAI-compatible servers reject the flag
+            function["strict"] = True
+        return {"type": "function", "function": function}
 
 
 class ToolRegistry:
-    """Tools by name; turns model tool calls into tool results."""
+    """Tools by name; turns model tool calls into tool results.
 
-    def __init__(self, functions: Iterable[ToolFunction] = ()) -> None:
+    Each call runs in a thread of its own, so several calls run at once and a call that overruns
+    its timeout is abandoned (answered with an error) instead of blocking the conversation.
+    """
+
+    def __init__(
+        self,
+        functions: Iterable[ToolFunction] = (),
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+    ) -> None:
         self._tools: dict[str, Tool] = {}
+        self._timeout = timeout
+        self._max_result_chars = max_result_chars
         for function in functions:
             self.register(function)
 
-    def register(self, function: ToolFunction) -> ToolFunction:
+    def register(self, function: ToolFunction, *, timeout: float | None = None) -> ToolFunction:
         """Add a function as a tool (usable as a decorator). Raises ``ToolDefinitionError``."""
-        tool = _make_tool(function)
+        tool = _make_tool(function, self._timeout if timeout is None else timeout)
         if tool.name in self._tools:
             raise ToolDefinitionError(tool.name, ["a tool with this name is already registered"])
         self._tools[tool.name] = tool
@@ -92,61 +106,101 @@ class ToolRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Tool]:
         return iter(self._tools.values())
 
     def __len__(self) -> int:
         return len(self._tools)
 
-    def schemas(self) -> list[dict[str, Any]]:
-        return [tool.schema() for tool in self._tools.values()]
+    def schemas(self, *, strict: bool = True) -> list[dict[str, Any]]:
+        return [tool.schema(strict=strict) for tool in self._tools.values()]
 
     def call(self, call: ToolCall) -> ToolResult:
-        started = time.perf_counter()
-        content, ok = self._run(call)
-        return ToolResult(
-            call.id, call.name, call.arguments, content, ok, time.perf_counter() - started
-        )
+        return self.call_all([call])[0]
 
     def call_all(self, calls: list[ToolCall]) -> list[ToolResult]:
         """Run the calls concurrently; results come back in the order of ``calls``."""
-        if len(calls) <= 1:
-            return [self.call(call) for call in calls]
-        pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="tool")
-        try:
-            return list(pool.map(self.call, calls))
-        finally:  # on Ctrl-C, do not wait here for tools that are still running
-            pool.shutdown(wait=False, cancel_futures=True)
+        runs = [self._start(call) for call in calls]
+        return [self._finish(run) for run in runs]
 
-    def _run(self, call: ToolCall) -> tuple[str, bool]:
+    def _start(self, call: ToolCall) -> _Run:
+        run = _Run(call, time.perf_counter())
         tool = self._tools.get(call.name)
         if tool is None:
             known = ", ".join(self._tools) or "none"
-            return f"Error: unknown tool {call.name!r}. Available tools: {known}.", False
+            run.outcome = (f"Error: unknown tool {call.name!r}. Available tools: {known}.", False)
+            return run
         try:
             raw = json.loads(call.arguments or "{}")
         except json.JSONDecodeError as exc:
-            return (
+            run.outcome = (
                 f"Error: the arguments are not valid JSON ({exc.msg}). Send a JSON object.",
                 False,
             )
+            return run
         try:
             parsed = tool.arguments_model.model_validate(raw)
         except ValidationError as exc:
-            return f"Error: invalid arguments for {tool.name}: {_describe(exc)}", False
+            run.outcome = (f"Error: invalid arguments for {tool.name}: {_describe(exc)}", False)
+            return run
         kwargs = {
             name: getattr(parsed, name)
             for name in type(parsed).model_fields
             if not (name in tool.defaults and getattr(parsed, name) is None)
         }
+        run.tool = tool
+        # a daemon thread: an abandoned tool never keeps the agent from exiting
+        run.thread = threading.Thread(
+            target=run.execute, args=(kwargs,), daemon=True, name=f"tool-{tool.name}"
+        )
+        run.thread.start()
+        return run
+
+    def _finish(self, run: _Run) -> ToolResult:
+        if run.thread is not None and run.tool is not None:
+            run.thread.join(max(0.0, run.started + run.tool.timeout - time.perf_counter()))
+            if run.thread.is_alive():
+                run.outcome = (
+                    f"Error: {run.tool.name} did not finish within {run.tool.timeout:g} s.",
+                    False,
+                )
+        content, ok = run.outcome or ("Error: the tool returned nothing.", False)
+        call = run.call
+        return ToolResult(
+            call.id,
+            call.name,
+            call.arguments,
+            _capped(content, self._max_result_chars),
+            ok,
+            time.perf_counter() - run.started,
+        )
+
+
+@dataclass
+class _Run:
+    """One call in flight."""
+
+    call: ToolCall
+    started: float
+    tool: Tool | None = None
+    thread: threading.Thread | None = None
+    outcome: tuple[str, bool] | None = None
+
+    def execute(self, kwargs: dict[str, Any]) -> None:
+        assert self.tool is not None
         try:
-            value = tool.function(**kwargs)
+            self.outcome = (_to_text(self.tool.function(**kwargs)), True)
         except Exception as exc:  # a tool's failure is the model's to handle
-            return f"Error: {tool.name} failed: {type(exc).__name__}: {exc}", False
-        return _to_text(value), True
+            self.outcome = (f"Error: {self.tool.name} failed: {type(exc).__name__}: {exc}", False)
 
 
-def _make_tool(function: ToolFunction) -> Tool:
+def _capped(content: str, limit: int) -> str:
+    if len(content) <= limit:
+        return content
+    return content[:limit] + f"\n[truncated: {len(content) - limit} more characters]"
+
+
+def _make_tool(function: ToolFunction, timeout: float) -> Tool:
     name = getattr(function, "__name__", "")
     problems: list[str] = []
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
@@ -185,7 +239,7 @@ def _make_tool(function: ToolFunction) -> Tool:
         model.model_json_schema()
     except Exception as exc:
         raise ToolDefinitionError(name, [f"its parameters have no JSON schema ({exc})"]) from exc
-    return Tool(name, summary, function, model, frozenset(defaults))
+    return Tool(name, summary, function, model, frozenset(defaults), timeout)
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
