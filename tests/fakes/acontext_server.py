@@ -711,6 +711,8 @@ class FakeAcontext:
         self._lock = threading.RLock()
         self._sessions: dict[str, FakeSession] = {}
         self._fail_rules: list[_FailRule] = []
+        self._fail_every: tuple[int, _FailRule] | None = None
+        self._every_count = 0
         self._connections: set[socket.socket] = set()
         self._seq = 0
         self._last_time = datetime.now(UTC)
@@ -797,6 +799,21 @@ class FakeAcontext:
         """
         with self._lock:
             self._fail_rules.append(_FailRule(count, status, path_contains, drop_after_write))
+
+    def fail_every(
+        self,
+        n: int,
+        *,
+        status: int = 503,
+        path_contains: str = "",
+        drop_after_write: bool = False,
+    ) -> None:
+        """Make every ``n``-th matching request fail like ``fail_next`` (``n=0``: stop)."""
+        with self._lock:
+            self._every_count = 0
+            self._fail_every = (
+                (n, _FailRule(0, status, path_contains, drop_after_write)) if n > 0 else None
+            )
 
     def stored_messages(self, session_id: str) -> list[dict[str, Any]]:
         """The OpenAI-format items of a session, in order, as GET would return them."""
@@ -912,6 +929,10 @@ class FakeAcontext:
                     rule.remaining -= 1
                     self._fail_rules = [r for r in self._fail_rules if r.remaining > 0]
                     return rule
+            if self._fail_every is not None and self._fail_every[1].path_contains in path:
+                self._every_count += 1
+                if self._every_count % self._fail_every[0] == 0:
+                    return self._fail_every[1]
         return None
 
     def _handle(
