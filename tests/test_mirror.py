@@ -288,3 +288,39 @@ def test_a_message_acontext_rejects_does_not_block_the_ones_after_it(
     assert mirror.sync(timeout=5) == 0
     assert mirror.journal.count_rejected() == 1
     assert acontext.stored_messages(opened.session_id) == [{"role": "user", "content": "hi"}]
+
+
+def test_a_long_session_is_fitted_to_the_context_budget_with_tool_pairs_kept(
+    settings: Settings, acontext: FakeAcontext
+) -> None:
+    messages: list[dict[str, Any]] = []
+    for i in range(150):
+        messages += [
+            {"role": "user", "content": f"question {i} " + "words " * 20},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"c{i}",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": f"c{i}", "content": "result " * 30},
+            {"role": "assistant", "content": f"answer {i}"},
+        ]
+    session_id = acontext.add_session(messages=messages)
+    mirror = AcontextMirror(replace(settings, context_tokens=2000))
+    history = mirror.resume(session_id, default_system_prompt="s").history
+    mirror.close()
+    assert 0 < len(history) < len(messages)
+    assert history[-1] == {"role": "assistant", "content": "answer 149"}
+    assert history[0]["role"] != "tool"
+    call_ids = {c["id"] for m in history for c in m.get("tool_calls", [])}
+    assert all(m["tool_call_id"] in call_ids for m in history if m["role"] == "tool")
+    assert len(acontext.stored_messages(session_id)) == 600  # what is stored is untouched
+    full = AcontextMirror(replace(settings, context_tokens=0))
+    assert len(full.resume(session_id, default_system_prompt="s").history) == 600
+    full.close()

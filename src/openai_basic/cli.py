@@ -7,7 +7,9 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -92,20 +94,28 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
 def _chat(
     args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
 ) -> int:
-    from openai_basic.conversation import chat, make_registry
-
-    registry = make_registry(settings, tools) if tools is not None else None
     if args.demo:
+        from openai_basic.conversation import make_registry
         from openai_basic.demo import run_demo
 
+        registry = make_registry(settings, tools) if tools is not None else None
         outcome = run_demo(settings=settings, out=out, registry=registry)
     else:
+        prompts = _prompts(args.prompt)
+        if args.prompt is None and sys.stdin.isatty():
+            threading.Thread(target=_preload, name="preload", daemon=True).start()
+        first = next(prompts, None)  # on a terminal the user types while the SDKs load
+        if first is None:
+            out.status("no prompt given")
+            return EXIT_OK
+        from openai_basic.conversation import chat, make_registry
+
         outcome = chat(
             settings=settings,
-            prompts=_prompts(args.prompt),
+            prompts=itertools.chain([first], prompts),
             out=out,
             resume=args.resume,
-            registry=registry,
+            registry=make_registry(settings, tools) if tools is not None else None,
         )
         out.tasks(outcome.report)
     return _report(outcome, out, as_json=args.json)
@@ -174,6 +184,20 @@ def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 Command = Callable[[argparse.Namespace, "Settings", "Output"], int]
 COMMANDS: dict[str, Command] = {"sync": _sync, "tasks": _tasks}
+
+
+def _preload() -> None:
+    """Import what a conversation needs (seconds of work) while the user types."""
+    try:
+        import httpx  # noqa: F401  first, as AcontextMirror.start explains
+        import openai  # noqa: F401
+
+        import openai_basic.conversation  # noqa: F401
+        from openai_basic.mirror import load_sdk
+
+        load_sdk()
+    except Exception:  # the conversation imports again and reports any problem itself
+        pass
 
 
 def _prompts(prompt: str | None) -> Iterator[str]:

@@ -34,6 +34,7 @@ FLUSH_OK = (0, 200)  # the real server answers status 200 on success
 META_LIMIT = 60_000  # the server caps a message's meta at 64 KB
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
 QUIET_SECONDS = 0.3
+KEEP_TOOL_RESULTS = 5  # when a resumed session is over budget, older tool results go first
 
 Progress = Callable[[int], None]
 _IMPORT_LOCK = threading.Lock()
@@ -330,9 +331,11 @@ class AcontextMirror:
             return self._clients
 
     def _load(self, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], set[str]]:
+        """Every message, page by page; fitted to the context budget by Acontext when too long."""
         client, _ = self._api()
         history: list[dict[str, Any]] = []
         client_ids: set[str] = set()
+        tokens = 0
         cursor: str | None = None
         with self._translate(session_id):
             client.sessions.messages_observing_status(session_id)  # 404 when unknown
@@ -343,9 +346,18 @@ class AcontextMirror:
                 )
                 history.extend(page.items)
                 client_ids.update(str(meta.get("client_id")) for meta in page.metas)
+                tokens += page.this_time_tokens
                 cursor = page.next_cursor
                 if not page.has_more or not cursor:
-                    return configs, history, client_ids
+                    break
+            budget = self._settings.context_tokens
+            if budget and tokens > budget:
+                # the server's edit strategies trim a copy, never what is stored, and keep each
+                # tool call with its result
+                history = client.sessions.get_messages(
+                    session_id, format="openai", edit_strategies=_fit(budget)
+                ).items
+        return configs, history, client_ids
 
     @contextmanager
     def _translate(self, session_id: str | None = None) -> Iterator[None]:
@@ -365,6 +377,13 @@ class AcontextMirror:
             if exc.status_code == 404 and session_id:
                 raise SessionNotFoundError(session_id) from exc
             raise ServiceError("Acontext", f"HTTP {exc.status_code}: {exc.message}") from exc
+
+
+def _fit(budget: int) -> list[Any]:
+    return [
+        {"type": "remove_tool_result", "params": {"keep_recent_n_tool_results": KEEP_TOOL_RESULTS}},
+        {"type": "token_limit", "params": {"limit_tokens": budget}},
+    ]
 
 
 def _errors() -> tuple[type[AcontextAPIError], type[AcontextTransportError]]:

@@ -34,6 +34,7 @@ class Settings:
     openai_max_retries: int = 2
     tool_timeout_seconds: float = 60.0
     tool_result_max_chars: int = 20_000
+    context_tokens: int = 64_000
 
 
 def load_settings(
@@ -78,6 +79,9 @@ def load_settings(
         ),
         tool_result_max_chars=_positive_int(
             get("AGENT_TOOL_RESULT_MAX_CHARS", "20000"), "AGENT_TOOL_RESULT_MAX_CHARS"
+        ),
+        context_tokens=_positive_int(
+            get("AGENT_CONTEXT_TOKENS", "64000"), "AGENT_CONTEXT_TOKENS", 0
         ),
     )
 
