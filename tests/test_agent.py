@@ -276,3 +276,50 @@ def test_tool_results_are_capped_before_the_model_and_the_session_see_them(
     _, sink = turn(model, [], "dump", registry=ToolRegistry([dump], max_result_chars=100))
     assert sink.messages[2]["content"] == "x" * 100 + "\n[truncated: 900 more characters]"
     assert model.requests[1]["messages"][-1]["content"] == sink.messages[2]["content"]
+
+
+def test_a_streamed_turn_is_identical_to_the_same_turn_not_streamed(model: FakeOpenAI) -> None:
+    script = [
+        tool_calls(
+            ToolCallSpec("get_weather", '{"city": "Helsinki"}', id="w1"),
+            ToolCallSpec("book_flight", '{"from_city": "A", "to_city": "B", "date": "d"}', id="w2"),
+        ),
+        text("It is **sunny** in Helsinki, and your flight is booked. Enjoy the trip!"),
+    ]
+    model.script(*script)
+    plain, plain_sink = turn(model, [], "go")
+    model.script(*script)
+    pieces: list[str] = []
+    streamed, streamed_sink = turn(model, [], "go", on_text=pieces.append)
+
+    assert streamed_sink.messages == plain_sink.messages
+    assert streamed.reply == plain.reply
+    assert "".join(pieces) == plain.reply
+    assert len(pieces) > 3  # it really came in pieces
+    assert model.requests[2]["stream"] is True
+    assert model.requests[2]["stream_options"] == {"include_usage": True}
+    assert streamed.usage.prompt_tokens == plain.usage.prompt_tokens
+    assert streamed.usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_usage_is_summed_over_the_model_calls_of_a_turn(model: FakeOpenAI) -> None:
+    model.script(tool_calls(("get_weather", '{"city": "Oslo"}'), usage=(100, 10)))
+    model.script(text("done", usage=(150, 20)))
+    result, _ = turn(model, [], "go")
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (250, 30)
+    assert result.usage.model_calls == 2
+
+
+def test_a_server_without_usage_numbers_is_fine(model: FakeOpenAI) -> None:
+    model.script(text("hi", usage=None))
+    result, sink = turn(model, [], "hello")
+    assert result.usage.prompt_tokens == 0 and result.usage.model_calls == 1
+    assert "usage" not in sink.metas[1]
+
+
+def test_a_server_that_rejects_strict_schemas_is_asked_again_without(model: FakeOpenAI) -> None:
+    model.script(error(400, "Unknown parameter: 'tools[0].function.strict'."), text("hi"))
+    result, _ = turn(model, [], "hello")
+    assert result.reply == "hi"
+    assert model.requests[0]["tools"][0]["function"]["strict"] is True
+    assert "strict" not in model.requests[1]["tools"][0]["function"]
