@@ -1,7 +1,8 @@
 """One conversation from start to tasks: open the session, run each turn, extract the tasks.
 
-This is the use case the CLI and the demo share. It wires the settings, the OpenAI client, the tool
-registry and the Acontext mirror together; it decides nothing about exit codes.
+``Conversation`` is the use case that the one-shot and piped CLI, the interactive console and the
+demo share. It wires the settings, the OpenAI client, the tool registry, the Acontext mirror and the
+terminal together; it decides nothing about exit codes.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai_basic.agent import run_agent
+from openai_basic.agent import TurnResult, Usage, run_agent
 from openai_basic.errors import AgentError
 from openai_basic.mirror import AcontextMirror, TaskReport
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
 from openai_basic.settings import Settings
 from openai_basic.tools import ToolFunction, ToolRegistry
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 INTERRUPT_SYNC_SECONDS = 3.0
 
@@ -37,6 +41,7 @@ class ChatOutcome:
     history: tuple[dict[str, Any], ...]
     report: TaskReport
     journal: Path
+    usage: Usage
 
 
 def make_registry(settings: Settings, tools: Iterable[ToolFunction] = TOOLS) -> ToolRegistry:
@@ -47,6 +52,112 @@ def make_registry(settings: Settings, tools: Iterable[ToolFunction] = TOOLS) -> 
     )
 
 
+class Conversation:
+    """One Acontext session being talked to. Use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        out: Output,
+        registry: ToolRegistry | None = None,
+        resume: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        from openai import OpenAI
+
+        self.settings = settings
+        self.out = out
+        self.registry = registry if registry is not None else make_registry(settings)
+        self.client: OpenAI = OpenAI(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            max_retries=settings.openai_max_retries,
+        )
+        self.client.chat.completions  # noqa: B018  (load it now: the mirror's writer imports too)
+        self.mirror = AcontextMirror(
+            settings, on_problem=lambda text: out.status(f"acontext: {text}")
+        )
+        self.replies: list[str] = []
+        self.usage = Usage()
+        try:
+            if resume:
+                opened = self.mirror.resume(resume, default_system_prompt=settings.system_prompt)
+                out.status(f"resumed session {opened.session_id} ({len(opened.history)} messages)")
+            else:
+                opened = self.mirror.create(
+                    model=settings.openai_model, system_prompt=settings.system_prompt, user=user
+                )
+                out.status(f"session {opened.session_id}")
+        except BaseException:
+            self.mirror.close()
+            raise
+        self.session_id = opened.session_id
+        self.history = opened.history
+        self.system_prompt = opened.system_prompt
+
+    def __enter__(self) -> Conversation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.mirror.close()
+
+    def turn(self, prompt: str) -> TurnResult:
+        """One user turn. Ctrl-C stops it with every tool call answered, and is re-raised."""
+        out = self.out
+        with out.spinner(f"waiting for {self.settings.openai_model}"):
+            result = run_agent(
+                client=self.client,
+                model=self.settings.openai_model,
+                registry=self.registry,
+                history=self.history,
+                user_message=prompt,
+                sink=self.mirror,
+                system_prompt=self.system_prompt,
+                max_iterations=self.settings.max_iterations,
+                on_tool_result=out.tool,
+                on_text=out.text_piece if out.stream else None,
+                strict_tools=self.settings.strict_tools,
+            )
+        if result.hit_limit:
+            out.status(
+                f"stopped calling tools after {self.settings.max_iterations} rounds "
+                "(AGENT_MAX_ITERATIONS); the model answered with what it had"
+            )
+        out.reply(result.reply)
+        self.replies.append(result.reply)
+        self.usage += result.usage
+        out.usage(result.usage, label="turn")
+        return result
+
+    def save(self, seconds: float) -> None:
+        """Give the writer a moment to send what is waiting; say where the rest is."""
+        try:
+            left = self.mirror.sync(timeout=seconds, on_progress=self.out.syncing)
+        except AgentError:
+            left = self.mirror.journal.count_waiting()
+        if left:
+            self.out.unsent(left, self.mirror.journal.path)
+
+    def tasks(self) -> TaskReport:
+        """Send what waits, flush until extraction has seen it all, and read the tasks."""
+        with self.out.spinner("sending the conversation to Acontext"):
+            return self.mirror.finish(on_sync=self.out.syncing, on_wait=self.out.waiting)
+
+    def finish(self) -> ChatOutcome:
+        report = self.tasks()
+        if self.usage.model_calls:
+            self.out.usage(self.usage, label="session")
+        return ChatOutcome(
+            self.session_id,
+            tuple(self.replies),
+            tuple(self.history),
+            report,
+            self.mirror.journal.path,
+            self.usage,
+        )
+
+
 def chat(
     *,
     settings: Settings,
@@ -54,68 +165,21 @@ def chat(
     out: Output,
     resume: str | None = None,
     registry: ToolRegistry | None = None,
+    user: str | None = None,
 ) -> ChatOutcome:
     """Run every prompt as a turn in one Acontext session, then flush it and read its tasks."""
-    from openai import OpenAI
-
-    registry = registry if registry is not None else make_registry(settings)
-    client = OpenAI(
-        api_key=settings.openai_api_key,
-        base_url=settings.openai_base_url,
-        max_retries=settings.openai_max_retries,
-    )
-    client.chat.completions  # noqa: B018  (load it now: the mirror's writer imports in parallel)
-    mirror = AcontextMirror(settings, on_problem=lambda text: out.status(f"acontext: {text}"))
-    try:
-        if resume:
-            opened = mirror.resume(resume, default_system_prompt=settings.system_prompt)
-            out.status(f"resumed session {opened.session_id} ({len(opened.history)} messages)")
-        else:
-            opened = mirror.create(
-                model=settings.openai_model, system_prompt=settings.system_prompt
-            )
-            out.status(f"session {opened.session_id}")
-        replies: list[str] = []
+    with Conversation(
+        settings=settings, out=out, registry=registry, resume=resume, user=user
+    ) as conversation:
         try:
             for prompt in prompts:
-                result = run_agent(
-                    client=client,
-                    model=settings.openai_model,
-                    registry=registry,
-                    history=opened.history,
-                    user_message=prompt,
-                    sink=mirror,
-                    system_prompt=opened.system_prompt,
-                    max_iterations=settings.max_iterations,
-                    on_tool_result=out.tool,
-                )
-                if result.hit_limit:
-                    out.status(
-                        f"stopped calling tools after {settings.max_iterations} rounds "
-                        "(AGENT_MAX_ITERATIONS); the model answered with what it had"
-                    )
-                out.reply(result.reply)
-                replies.append(result.reply)
+                conversation.turn(prompt)
         except KeyboardInterrupt:
-            _save(mirror, out, min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
-            raise Interrupted(opened.session_id) from None
+            conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
+            raise Interrupted(conversation.session_id) from None
         except AgentError:
-            _save(mirror, out, settings.sync_wait_seconds)
-            out.status(f"session {opened.session_id} is kept: agent --resume {opened.session_id}")
+            conversation.save(settings.sync_wait_seconds)
+            session_id = conversation.session_id
+            out.status(f"session {session_id} is kept: agent --resume {session_id}")
             raise
-        report = mirror.finish(on_sync=out.syncing, on_wait=out.waiting)
-        return ChatOutcome(
-            opened.session_id, tuple(replies), tuple(opened.history), report, mirror.journal.path
-        )
-    finally:
-        mirror.close()
-
-
-def _save(mirror: AcontextMirror, out: Output, seconds: float) -> None:
-    """Give the writer a moment to send what is waiting; say where the rest is."""
-    try:
-        left = mirror.sync(timeout=seconds, on_progress=out.syncing)
-    except AgentError:
-        left = mirror.journal.count_waiting()
-    if left:
-        out.unsent(left, mirror.journal.path)
+        return conversation.finish()

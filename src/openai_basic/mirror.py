@@ -74,6 +74,17 @@ class TaskReport:
 
 
 @dataclass(frozen=True)
+class SessionSummary:
+    """A session of this agent, as ``agent sessions`` lists it."""
+
+    id: str
+    created_at: str
+    messages: int
+    first_message: str
+    model: str
+
+
+@dataclass(frozen=True)
 class OpenedSession:
     session_id: str
     history: list[dict[str, Any]]
@@ -121,7 +132,7 @@ class AcontextMirror:
             history = self.journal.messages(session_id)
             configs = local.configs
         else:
-            configs, history, client_ids = self._load(session_id)
+            configs, history, client_ids = self._load(session_id, self._settings.context_tokens)
             for entry in self.journal.waiting(session_id):
                 if entry.client_id in client_ids:
                     self.journal.mark_sent(entry.seq)
@@ -206,6 +217,39 @@ class AcontextMirror:
                 cursor = page.next_cursor
                 if not page.has_more or not cursor:
                     return tuple(sorted(found, key=lambda task: task.order))
+
+    def check(self) -> None:
+        """Raise unless Acontext answers and accepts the key."""
+        client, _ = self._api()
+        with self._translate():
+            client.ping()
+
+    def sessions(self, limit: int) -> list[SessionSummary]:
+        """This agent's sessions (found by their configs), newest first."""
+        client, _ = self._api()
+        found = []
+        with self._translate():
+            page = client.sessions.list(
+                filter_by_configs={"agent": AGENT_NAME}, limit=limit, time_desc=True
+            )
+            for session in page.items:
+                status = client.sessions.messages_observing_status(session.id)
+                first = client.sessions.get_messages(session.id, format="openai", limit=10).items
+                said = [m.get("content") for m in first if m.get("role") == "user"]
+                found.append(
+                    SessionSummary(
+                        id=session.id,
+                        created_at=session.created_at,
+                        messages=status.observed + status.in_process + status.pending,
+                        first_message=str(said[0]) if said else "",
+                        model=str((session.configs or {}).get("model", "")),
+                    )
+                )
+        return found
+
+    def transcript(self, session_id: str) -> list[dict[str, Any]]:
+        """Every message of a session as stored, untrimmed."""
+        return self._load(_checked_id(session_id), budget=0)[1]
 
     def close(self) -> None:
         self._stop.set()
@@ -330,7 +374,9 @@ class AcontextMirror:
                 )
             return self._clients
 
-    def _load(self, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], set[str]]:
+    def _load(
+        self, session_id: str, budget: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], set[str]]:
         """Every message, page by page; fitted to the context budget by Acontext when too long."""
         client, _ = self._api()
         history: list[dict[str, Any]] = []
@@ -350,7 +396,6 @@ class AcontextMirror:
                 cursor = page.next_cursor
                 if not page.has_more or not cursor:
                     break
-            budget = self._settings.context_tokens
             if budget and tokens > budget:
                 # the server's edit strategies trim a copy, never what is stored, and keep each
                 # tool call with its result

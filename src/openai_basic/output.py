@@ -1,37 +1,86 @@
-"""The terminal: replies and tasks on stdout, tool activity, status and errors on stderr."""
+"""The terminal: replies and tasks on stdout; tool activity, status and errors on stderr.
+
+On a terminal, replies stream in as Markdown, a spinner says what the agent waits for, and tasks
+are a table. Piped, everything is plain text, one line at a time. Only this module draws.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
 
-from openai_basic.mirror import Task, TaskReport
-from openai_basic.tools import ToolResult
+if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
+    from rich.console import Console
+    from rich.live import Live
+    from rich.status import Status
+
+    from openai_basic.agent import Usage
+    from openai_basic.mirror import Task, TaskReport
+    from openai_basic.tools import ToolResult
 
 ARGUMENTS_SHOWN = 80
+STATUS_COLOURS = {"success": "green", "failed": "red", "running": "yellow", "pending": "blue"}
 
 
 class Output:
     """Owns both streams. In JSON mode stdout carries nothing but the final JSON object."""
 
     def __init__(
-        self, *, json_mode: bool = False, stdout: TextIO | None = None, stderr: TextIO | None = None
+        self,
+        *,
+        json_mode: bool = False,
+        stream: bool = True,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
     ) -> None:
         self.json_mode = json_mode
         self._out = stdout or sys.stdout
         self._err = stderr or sys.stderr
+        self.rich_out = self._out.isatty() and not json_mode
+        self.rich_err = self._err.isatty()
+        self.stream = stream and self.rich_out
         self._secrets: tuple[str, ...] = ()
+        self._out_console: Console | None = None
+        self._err_console: Console | None = None
+        self._spinner: Status | None = None
+        self._live: Live | None = None
+        self._text = ""
 
     def hide(self, *secrets: str) -> None:
         """Never print these (API keys): they are masked wherever they would appear."""
         self._secrets = tuple(s for s in secrets if len(s) >= 8)
 
+    # -- stderr: status, errors, tool activity -------------------------------------------------
+
     def status(self, text: str) -> None:
-        print(self._masked(text), file=self._err, flush=True)
+        text = self._masked(text)
+        if self.rich_err:
+            self._console_err().print(text, style="dim", markup=False, highlight=False)
+        else:
+            print(text, file=self._err, flush=True)
 
     def error(self, text: str) -> None:
-        self.status(f"error: {text}")
+        text = f"error: {self._masked(text)}"
+        if self.rich_err:
+            self._console_err().print(text, style="bold red", markup=False, highlight=False)
+        else:
+            print(text, file=self._err, flush=True)
+
+    def tool(self, result: ToolResult) -> None:
+        self._end_reply()
+        arguments = " ".join(result.arguments.split())
+        if len(arguments) > ARGUMENTS_SHOWN:
+            arguments = arguments[: ARGUMENTS_SHOWN - 1] + "…"
+        outcome = "ok" if result.ok else f"error: {result.content.removeprefix('Error: ')}"
+        self.status(f"  tool {result.name}({arguments}) {result.seconds:.2f}s {outcome}")
+
+    def usage(self, usage: Usage, *, label: str) -> None:
+        tokens = f"{usage.prompt_tokens} in / {usage.completion_tokens} out tokens"
+        calls = "1 model call" if usage.model_calls == 1 else f"{usage.model_calls} model calls"
+        self.status(f"{label}: {tokens}, {calls}, {usage.seconds:.1f}s")
 
     def syncing(self, waiting: int) -> None:
         self.status(f"sending to Acontext: {waiting} messages waiting")
@@ -42,38 +91,109 @@ class Output:
             "`agent sync`"
         )
 
-    def _masked(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, mask(secret))
-        return text
+    @contextmanager
+    def spinner(self, text: str) -> Iterator[None]:
+        """Show what the agent waits for (on a terminal); ``update`` changes the text."""
+        if not self.rich_err or self._spinner is not None:
+            yield
+            return
+        self._spinner = self._console_err().status(text, spinner="dots")
+        self._spinner.start()
+        try:
+            yield
+        finally:
+            self._stop_spinner()
 
-    def tool(self, result: ToolResult) -> None:
-        arguments = " ".join(result.arguments.split())
-        if len(arguments) > ARGUMENTS_SHOWN:
-            arguments = arguments[: ARGUMENTS_SHOWN - 1] + "…"
-        outcome = "ok" if result.ok else f"error: {result.content.removeprefix('Error: ')}"
-        self.status(f"  tool {result.name}({arguments}) {result.seconds:.2f}s {outcome}")
-
-    def reply(self, text: str) -> None:
-        if not self.json_mode:
-            print(text, file=self._out, flush=True)
+    def update(self, text: str) -> None:
+        if self._spinner is not None:
+            self._spinner.update(text)
 
     def waiting(self, pending: int, in_process: int) -> None:
-        self.status(f"waiting for task extraction: {pending} pending, {in_process} in process")
+        text = f"Acontext is extracting tasks: {pending} pending, {in_process} in process"
+        if self._spinner is not None:
+            self.update(text)
+        else:
+            self.status(text)
+
+    # -- stdout: replies, tasks, JSON ---------------------------------------------------------
+
+    def text_piece(self, piece: str) -> None:
+        """A piece of a streamed reply: the reply so far is redrawn as Markdown."""
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        self._stop_spinner()
+        self._text += piece
+        if self._live is None:
+            self._live = Live(console=self._console_out(), refresh_per_second=12, transient=False)
+            self._live.start()
+        self._live.update(Markdown(self._text))
+
+    def reply(self, text: str) -> None:
+        """The complete reply; printed now unless it was streamed already."""
+        streamed = self._live is not None
+        self._end_reply()
+        if self.json_mode or streamed:
+            return
+        if self.rich_out:
+            from rich.markdown import Markdown
+
+            self._console_out().print(Markdown(text))
+        else:
+            print(text, file=self._out, flush=True)
 
     def tasks(self, report: TaskReport) -> None:
         if self.json_mode or report.unsent:  # tasks of a session Acontext has not fully seen
             return
         if not report.tasks:
-            print("No tasks were extracted from this session.", file=self._out)
+            print("No tasks were extracted from this session.", file=self._out, flush=True)
+        elif self.rich_out:
+            self._console_out().print(_task_table(report.tasks))
         else:
             print("Tasks:", file=self._out)
-        for task in report.tasks:
-            print(_task_text(task), file=self._out)
+            for task in report.tasks:
+                print(_task_text(task), file=self._out)
+            self._out.flush()
+
+    def lines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            print(line, file=self._out)
         self._out.flush()
 
     def json(self, payload: dict[str, Any]) -> None:
         print(json.dumps(payload, ensure_ascii=False, indent=2), file=self._out, flush=True)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _end_reply(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        self._text = ""
+
+    def _stop_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+
+    def _console_out(self) -> Console:
+        if self._out_console is None:
+            from rich.console import Console
+
+            self._out_console = Console(file=self._out)
+        return self._out_console
+
+    def _console_err(self) -> Console:
+        if self._err_console is None:
+            from rich.console import Console
+
+            self._err_console = Console(file=self._err)
+        return self._err_console
+
+    def _masked(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, mask(secret))
+        return text
 
 
 def mask(secret: str) -> str:
@@ -96,3 +216,27 @@ def _task_text(task: Task) -> str:
     lines += [f"   progress: {note}" for note in task.progresses]
     lines += [f"   preference: {note}" for note in task.user_preferences]
     return "\n".join(lines)
+
+
+def _task_table(tasks: Iterable[Task]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Tasks", show_lines=True, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("Task")
+    table.add_column("Status")
+    table.add_column("Progress")
+    table.add_column("Preferences")
+    for task in tasks:
+        table.add_row(
+            str(task.order),
+            Text(task.description),
+            Text(task.status, style=STATUS_COLOURS.get(task.status, "")),
+            Text("\n".join(task.progresses) or "—", style="" if task.progresses else "dim"),
+            Text(
+                "\n".join(task.user_preferences) or "—",
+                style="" if task.user_preferences else "dim",
+            ),
+        )
+    return table

@@ -35,6 +35,7 @@ class Settings:
     tool_timeout_seconds: float = 60.0
     tool_result_max_chars: int = 20_000
     context_tokens: int = 64_000
+    strict_tools: bool = True
 
 
 def load_settings(
@@ -54,12 +55,12 @@ def load_settings(
 
     base_url = get("OPENAI_BASE_URL") or None
     api_key = get("OPENAI_API_KEY")
-    if not api_key:
-        if base_url is None and require_openai:
-            raise ConfigError(
-                "OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment"
-            )
+    if not api_key and base_url is not None:
         api_key = "not-needed"  # OpenAI-compatible local servers often need no key
+    if not api_key and require_openai:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment"
+        )
     return Settings(
         openai_api_key=api_key,
         openai_base_url=base_url,
@@ -104,3 +105,11 @@ def _seconds(raw: str, name: str) -> float:
     if value < 0:
         raise ConfigError(f"{name} must be a number of seconds, not {raw!r}")
     return value
+
+
+def _flag(raw: str, name: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")

@@ -1,0 +1,126 @@
+"""``agent doctor``: the settings in effect and whether each service accepts them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from openai_basic.errors import AgentError
+from openai_basic.mirror import AcontextMirror
+from openai_basic.output import mask
+from openai_basic.settings import Settings
+
+PROBE_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "ping",
+        "description": "Answer the health check.",
+        "parameters": {
+            "type": "object",
+            "properties": {},
+            "required": [],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report: what was checked, and the fix when it failed."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+def settings_lines(settings: Settings) -> list[str]:
+    openai_key = mask(settings.openai_api_key) if settings.openai_api_key else "(not set)"
+    return [
+        f"OPENAI_API_KEY     {openai_key}",
+        f"OPENAI_BASE_URL    {settings.openai_base_url or '(OpenAI)'}",
+        f"OPENAI_MODEL       {settings.openai_model}",
+        f"ACONTEXT_API_KEY   {mask(settings.acontext_api_key)}",
+        f"ACONTEXT_BASE_URL  {settings.acontext_base_url}",
+        f"AGENT_STATE_DIR    {settings.state_dir}",
+    ]
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [check_acontext(settings), *check_openai(settings)]
+
+
+def check_acontext(settings: Settings) -> Check:
+    mirror = AcontextMirror(settings)
+    try:
+        mirror.check()
+    except AgentError as exc:
+        return Check("Acontext reachable and key accepted", False, str(exc))
+    finally:
+        mirror.close()
+    waiting = (
+        f" ({count} messages wait in the journal: agent sync)"
+        if (count := _waiting(settings))
+        else ""
+    )
+    return Check(
+        f"Acontext reachable and key accepted at {settings.acontext_base_url}", True, waiting
+    )
+
+
+def check_openai(settings: Settings) -> list[Check]:
+    """One small tool-calling request tells whether the key, the model and tools all work."""
+    import openai
+
+    key, model, tools = (
+        "OpenAI key accepted",
+        f"model {settings.openai_model!r} accepted",
+        "tool calling",
+    )
+    if not settings.openai_api_key:
+        return [Check(key, False, "OPENAI_API_KEY is not set: put it in .env or the environment")]
+    client = openai.OpenAI(
+        api_key=settings.openai_api_key, base_url=settings.openai_base_url, max_retries=1
+    )
+    try:
+        completion: Any = client.chat.completions.create(  # type: ignore[call-overload]
+            model=settings.openai_model,
+            messages=[{"role": "user", "content": "Health check: call the ping tool."}],
+            tools=[PROBE_TOOL],
+            tool_choice="required",
+        )
+    except openai.AuthenticationError:
+        return [Check(key, False, "rejected: check OPENAI_API_KEY")]
+    except openai.NotFoundError:
+        return [
+            Check(key, True),
+            Check(model, False, "not found: set OPENAI_MODEL to a model you have"),
+        ]
+    except openai.BadRequestError as exc:
+        fix = f"rejected ({exc.message}): set OPENAI_MODEL to a model with tool calling"
+        return [Check(key, True), Check(model, True), Check(tools, False, fix)]
+    except openai.APIConnectionError:
+        where = settings.openai_base_url or "the OpenAI API"
+        return [Check(key, False, f"cannot reach {where}: check OPENAI_BASE_URL and the network")]
+    except openai.APIStatusError as exc:
+        return [Check(key, False, f"the model server answered HTTP {exc.status_code}")]
+    called = bool(completion.choices and completion.choices[0].message.tool_calls)
+    fix = (
+        ""
+        if called
+        else "the model answered without calling the tool: pick a model with tool calling"
+    )
+    return [Check(key, True), Check(model, True), Check(tools, called, fix)]
+
+
+def _waiting(settings: Settings) -> int:
+    from openai_basic.journal import Journal
+
+    path = settings.state_dir / "journal.sqlite3"
+    if not path.exists():
+        return 0
+    journal = Journal(path)
+    try:
+        return journal.count_waiting()
+    finally:
+        journal.close()
