@@ -76,7 +76,7 @@ def interact(conversation: Conversation, first: str | None = None) -> None:
         try:
             conversation.turn(text)
         except KeyboardInterrupt:
-            out.reply("")
+            out.end_reply()
             out.status("turn cancelled; Ctrl-C again or Ctrl-D to leave")
 
 

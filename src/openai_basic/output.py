@@ -70,7 +70,7 @@ class Output:
             print(text, file=self._err, flush=True)
 
     def tool(self, result: ToolResult) -> None:
-        self._end_reply()
+        self._stop_live()  # text before tool calls is complete; the spinner goes on
         arguments = " ".join(result.arguments.split())
         if len(arguments) > ARGUMENTS_SHOWN:
             arguments = arguments[: ARGUMENTS_SHOWN - 1] + "…"
@@ -132,7 +132,7 @@ class Output:
     def reply(self, text: str) -> None:
         """The complete reply; printed now unless it was streamed already."""
         streamed = self._live is not None
-        self._end_reply()
+        self.end_reply()
         if self.json_mode or streamed:
             return
         if self.rich_out:
@@ -165,7 +165,12 @@ class Output:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _end_reply(self) -> None:
+    def end_reply(self) -> None:
+        """Stop drawing: the turn is over or was cancelled."""
+        self._stop_spinner()
+        self._stop_live()
+
+    def _stop_live(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None

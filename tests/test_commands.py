@@ -1,0 +1,171 @@
+"""The commands beside the chat, and the chat's own flags, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from tests.conftest import AgentCommand
+from tests.fakes.acontext_server import FakeAcontext
+from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
+
+
+def test_sessions_lists_this_agents_sessions_newest_first(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.responder = echo_responder
+    first = json.loads(agent("--json", "plan a trip to Oslo").stdout)["session_id"]
+    second = json.loads(agent("--json", "book a table for two").stdout)["session_id"]
+    acontext.add_session(
+        configs={"agent": "someone-else"}, messages=[{"role": "user", "content": "x"}]
+    )
+    run = agent("sessions")
+    assert run.code == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [second, first]
+    assert lines[0].endswith("2 messages  book a table for two")
+    listed = json.loads(agent("sessions", "--json").stdout)["sessions"]
+    assert [(s["id"], s["messages"], s["first_message"], s["model"]) for s in listed] == [
+        (second, 2, "book a table for two", "gpt-4o-mini"),
+        (first, 2, "plan a trip to Oslo", "gpt-4o-mini"),
+    ]
+
+
+def test_sessions_when_there_are_none(agent: AgentCommand) -> None:
+    run = agent("sessions")
+    assert (run.code, run.stdout) == (0, "No sessions yet. Start one with: agent\n")
+
+
+def test_history_renders_the_transcript_with_tool_calls(
+    agent: AgentCommand, model: FakeOpenAI
+) -> None:
+    model.script(tool_calls(("get_weather", '{"city": "Oslo"}')), text("Sunny in Oslo."))
+    session_id = json.loads(agent("--json", "weather in Oslo?").stdout)["session_id"]
+    run = agent("history", session_id)
+    assert run.code == 0, run.stderr
+    weather = run.stdout.splitlines()[2]
+    assert run.stdout.splitlines() == [
+        "you: weather in Oslo?",
+        '  → get_weather({"city": "Oslo"})',
+        weather,
+        "assistant: Sunny in Oslo.",
+    ]
+    assert weather.startswith("  ← The weather in Oslo is ")
+
+
+def test_history_of_an_unknown_session_is_a_usage_error(agent: AgentCommand) -> None:
+    unknown = str(uuid.uuid4())
+    run = agent("history", unknown)
+    assert (run.code, run.stderr) == (2, f"error: no Acontext session {unknown}\n")
+
+
+def test_doctor_passes_when_everything_works(agent: AgentCommand, model: FakeOpenAI) -> None:
+    model.script(tool_calls(("ping", "{}")))
+    run = agent("doctor")
+    assert run.code == 0, run.stdout
+    assert "  OPENAI_API_KEY     …" in run.stdout  # too short to show any of it
+    assert "sk-test" not in run.stdout and "sk-ac-test" not in run.stdout
+    assert run.stdout.splitlines()[-5:] == [
+        "checks",
+        f"  ok    Acontext reachable and key accepted at {agent.env['ACONTEXT_BASE_URL']}",
+        "  ok    OpenAI key accepted",
+        "  ok    model 'gpt-4o-mini' accepted",
+        "  ok    tool calling",
+    ]
+    assert model.requests[0]["tool_choice"] == "required"
+
+
+def test_doctor_says_what_to_fix(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    acontext.stop()
+    model.api_key = "sk-another-key"
+    run = agent("doctor", env={"OPENAI_API_KEY": "sk-wrong-key-1234"})
+    assert run.code == 1
+    checks = run.stdout.splitlines()[-2:]
+    assert checks[0].startswith(
+        "  FAIL  Acontext reachable and key accepted: Acontext: cannot reach"
+    )
+    assert "acontext server up" in checks[0]
+    assert checks[1] == "  FAIL  OpenAI key accepted: rejected: check OPENAI_API_KEY"
+    assert "  OPENAI_API_KEY     sk-…1234" in run.stdout
+    assert "sk-wrong-key-1234" not in run.stdout + run.stderr
+
+
+def test_doctor_flags_a_model_without_tool_calling(agent: AgentCommand, model: FakeOpenAI) -> None:
+    model.script(text("pong"))
+    run = agent("doctor")
+    assert run.code == 1
+    assert run.stdout.splitlines()[-1] == (
+        "  FAIL  tool calling: the model answered without calling the tool: "
+        "pick a model with tool calling"
+    )
+
+
+def test_doctor_flags_an_unknown_model(agent: AgentCommand, model: FakeOpenAI) -> None:
+    model.script(error(404, "The model `gpt-9` does not exist"))
+    run = agent("doctor", env={"OPENAI_MODEL": "gpt-9"})
+    assert run.code == 1
+    assert run.stdout.splitlines()[-1] == (
+        "  FAIL  model 'gpt-9' accepted: not found: set OPENAI_MODEL to a model you have"
+    )
+
+
+def test_doctor_without_an_openai_key(agent: AgentCommand, model: FakeOpenAI) -> None:
+    run = agent("doctor", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    assert run.code == 1
+    assert "  OPENAI_API_KEY     (not set)" in run.stdout
+    assert run.stdout.splitlines()[-1].startswith(
+        "  FAIL  OpenAI key accepted: OPENAI_API_KEY is not set"
+    )
+    assert model.requests == []
+
+
+def test_user_model_and_system_flags_shape_the_new_session(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path
+) -> None:
+    model.responder = echo_responder
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("You are a pirate.\n")
+    run = agent("--user", "alice", "--model", "gpt-test", "--system-file", str(prompt_file), "hi")
+    assert run.code == 0, run.stderr
+    (session_id,) = acontext.session_ids()
+    session = acontext.session(session_id)
+    assert session.user == "alice"
+    assert session.configs["model"] == "gpt-test"
+    assert session.configs["system_prompt"] == "You are a pirate."
+    assert model.requests[0]["model"] == "gpt-test"
+    assert model.requests[0]["messages"][0] == {"role": "system", "content": "You are a pirate."}
+    agent("--system", "Be terse.", "hi")
+    assert model.requests[-1]["messages"][0] == {"role": "system", "content": "Be terse."}
+
+
+def test_a_missing_system_file_is_a_usage_error(agent: AgentCommand) -> None:
+    run = agent("--system-file", "nope.txt", "hi")
+    assert run.code == 2
+    assert run.stderr.startswith("error: cannot read --system-file nope.txt")
+
+
+def test_usage_is_shown_per_turn_and_for_the_session(
+    agent: AgentCommand, model: FakeOpenAI
+) -> None:
+    model.script(
+        tool_calls(("get_weather", '{"city": "Oslo"}'), usage=(100, 10)),
+        text("ok", usage=(150, 20)),
+    )
+    model.script(text("again", usage=(50, 5)))
+    run = agent("--json", input="first\nsecond\n")
+    assert run.code == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert [line.split(",")[0] for line in lines if line.startswith(("turn:", "session:"))] == [
+        "turn: 250 in / 30 out tokens",
+        "turn: 50 in / 5 out tokens",
+        "session: 300 in / 35 out tokens",
+    ]
+    usage = json.loads(run.stdout)["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["model_calls"]) == (
+        300,
+        35,
+        3,
+    )
