@@ -1,0 +1,55 @@
+"""The README's walk-through: a new tool, driven through the scripted model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openai import OpenAI
+
+from openai_basic import ToolRegistry, run_agent
+from openai_basic.sample_tools import TOOLS as SAMPLE_TOOLS
+from tests.fakes.openai_server import FakeOpenAI, text, tool_calls
+
+
+def get_exchange_rate(base: str, quote: str) -> str:
+    """Get today's exchange rate between two currencies.
+
+    Args:
+        base: The currency to convert from, as an ISO code like "EUR".
+        quote: The currency to convert to, as an ISO code like "USD".
+    """
+    return f"1 {base} = 1.08 {quote}"
+
+
+TOOLS = [*SAMPLE_TOOLS, get_exchange_rate]
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def append(self, message: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+        self.messages.append(message)
+
+
+def test_the_model_can_use_the_exchange_rate_tool(model: FakeOpenAI) -> None:
+    model.script(
+        tool_calls(("get_exchange_rate", '{"base": "EUR", "quote": "USD"}')),
+        text("1 EUR is 1.08 USD today."),
+    )
+    history: list[dict[str, Any]] = []
+    result = run_agent(
+        client=OpenAI(api_key="sk-test", base_url=model.base_url),
+        model="gpt-4o-mini",
+        registry=ToolRegistry(TOOLS),
+        history=history,
+        user_message="How many dollars is a euro?",
+        sink=ListSink(),
+    )
+    assert history[2]["content"] == "1 EUR = 1.08 USD"
+    assert result.reply == "1 EUR is 1.08 USD today."
+    offered = model.requests[0]["tools"][-1]["function"]
+    assert offered["name"] == "get_exchange_rate"
+    assert offered["parameters"]["properties"]["base"]["description"] == (
+        'The currency to convert from, as an ISO code like "EUR".'
+    )
