@@ -324,3 +324,24 @@ def test_a_long_session_is_fitted_to_the_context_budget_with_tool_pairs_kept(
     full = AcontextMirror(replace(settings, context_tokens=0))
     assert len(full.resume(session_id, default_system_prompt="s").history) == 600
     full.close()
+
+
+def test_waiting_at_exit_stops_early_when_acontext_stays_down(
+    mirror: AcontextMirror, acontext: FakeAcontext
+) -> None:
+    import time
+
+    acontext.stop()
+    mirror.create(model="m", system_prompt="s")
+    mirror.append({"role": "user", "content": "hi"})
+    started = time.monotonic()
+    assert mirror.sync(timeout=60) == 1
+    assert time.monotonic() - started < 30  # it gave up long before the 60 s it was allowed
+
+
+def test_meta_stays_under_the_servers_limit(mirror: AcontextMirror, acontext: FakeAcontext) -> None:
+    opened = mirror.create(model="m", system_prompt="s")
+    mirror.append({"role": "user", "content": "hi"}, {"notes": "x" * 70_000})
+    assert mirror.sync(timeout=5) == 0
+    (meta,) = acontext.stored_metas(opened.session_id)
+    assert set(meta) == {"client_id", "meta_dropped"}

@@ -34,6 +34,7 @@ FLUSH_OK = (0, 200)  # the real server answers status 200 on success
 META_LIMIT = 60_000  # the server caps a message's meta at 64 KB
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
 QUIET_SECONDS = 0.3
+STALL_SECONDS = 3.0  # at exit, how long a failing Acontext may send nothing before we stop waiting
 KEEP_TOOL_RESULTS = 5  # when a resumed session is over budget, older tool results go first
 
 Progress = Callable[[int], None]
@@ -112,6 +113,7 @@ class AcontextMirror:
         self._writer: threading.Thread | None = None
         self._fatal: ConfigError | None = None
         self._failing = False
+        self._sent_since_failure = False
 
     # -- the session ---------------------------------------------------------------------
 
@@ -156,23 +158,27 @@ class AcontextMirror:
     # -- the end of a conversation --------------------------------------------------------
 
     def sync(self, *, timeout: float, on_progress: Progress | None = None) -> int:
-        """Wait (bounded) for the writer to send every waiting message; return how many remain."""
+        """Wait (bounded) for the writer to send every waiting message; return how many remain.
+
+        The wait ends early when Acontext keeps failing and nothing has been sent for a while.
+        """
         self.start()
-        deadline = time.monotonic() + timeout
-        shown = -1
+        self._wake.set()
+        started = progressed = time.monotonic()
+        shown = last = -1
         while True:
+            if self._fatal is not None:
+                raise self._fatal
             waiting = self.journal.count_waiting()
-            if waiting == 0 or self._fatal is not None or time.monotonic() >= deadline:
-                if self._fatal is not None:
-                    raise self._fatal
+            now = time.monotonic()
+            if waiting != last:
+                last, progressed = waiting, now
+            stalled = self._failing and now - progressed > STALL_SECONDS
+            if waiting == 0 or now >= started + timeout or stalled:
                 return waiting
-            quiet = (
-                time.monotonic() < deadline - timeout + QUIET_SECONDS
-            )  # a quick drain says nothing
-            if on_progress is not None and waiting != shown and not quiet:
-                on_progress(waiting)
+            if on_progress is not None and waiting != shown and now > started + QUIET_SECONDS:
+                on_progress(waiting)  # a quick drain says nothing
                 shown = waiting
-            self._wake.set()
             time.sleep(0.02)
 
     def finish(
@@ -280,20 +286,16 @@ class AcontextMirror:
             self._wake.clear()
             try:
                 self._send_waiting()
-            except _Retry as exc:
-                failures += 1
-                self._problem(
-                    f"{exc}; {self.journal.count_waiting()} messages wait in {self.journal.path}"
-                )
-                self._wake.wait(min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX))
-                continue
             except ConfigError as exc:
                 self._fatal = exc
                 return
             except Exception as exc:  # never let the writer die: the journal keeps the messages
-                failures += 1
-                self._problem(f"writing to Acontext failed ({type(exc).__name__}: {exc})")
-                self._wake.wait(BACKOFF_MAX)
+                failures = 1 if self._sent_since_failure else failures + 1  # back off while stuck
+                self._sent_since_failure = False
+                reason = str(exc) if isinstance(exc, _Retry) else f"{type(exc).__name__}: {exc}"
+                waiting = self.journal.count_waiting()
+                self._problem(f"{reason}; {waiting} messages wait in {self.journal.path}")
+                self._stop.wait(min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX))
                 continue
             if failures:
                 failures = 0
@@ -316,7 +318,7 @@ class AcontextMirror:
             if entry.attempted and entry.client_id in self._recent_client_ids(
                 client, entry.session_id
             ):
-                self.journal.mark_sent(entry.seq)  # stored before, but its answer was lost
+                self._delivered(entry)  # stored before, but its answer was lost
                 return
             self.journal.mark_attempted(entry.seq)
             client.sessions.store_message(
@@ -336,7 +338,11 @@ class AcontextMirror:
                 raise _Retry(f"Acontext failed (HTTP {exc.status_code})") from exc
             self.journal.mark_rejected(entry.seq, f"HTTP {exc.status_code}: {exc.message}")
             return
+        self._delivered(entry)
+
+    def _delivered(self, entry: Entry) -> None:
         self.journal.mark_sent(entry.seq)
+        self._sent_since_failure = True
 
     def _ensure_created(self, client: AcontextClient, session_id: str) -> None:
         pending = self.journal.uncreated_session(session_id)
