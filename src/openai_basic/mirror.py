@@ -355,8 +355,11 @@ class AcontextMirror:
         return {str(meta.get("client_id")) for meta in page.metas}
 
     def _problem(self, text: str) -> None:
-        if self._on_problem is not None and bool(text) != self._failing:
-            self._failing = bool(text)
+        """Note that writing started or stopped failing; say so once each time."""
+        if bool(text) == self._failing:
+            return
+        self._failing = bool(text)
+        if self._on_problem is not None:
             self._on_problem(text or "Acontext is back; sending the waiting messages")
 
     # -- plumbing ----------------------------------------------------------------------------
