@@ -216,3 +216,13 @@ def test_usage_line() -> None:
     stderr = io.StringIO()
     Output(stdout=io.StringIO(), stderr=stderr).usage(Usage(120, 30, 2, 1.26), label="turn")
     assert stderr.getvalue() == "turn: 120 in / 30 out tokens, 2 model calls, 1.3s\n"
+
+
+def test_leaving_before_saying_anything_makes_no_session(
+    agent: AgentCommand, acontext: FakeAcontext
+) -> None:
+    terminal = Terminal(agent)
+    terminal.type("/exit")
+    code, stdout, _ = terminal.finish()
+    assert (code, stdout) == (0, "")
+    assert acontext.session_ids() == []

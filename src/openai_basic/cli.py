@@ -156,7 +156,7 @@ def _chat(
 def _interactive(
     args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
 ) -> int:
-    from openai_basic.console import enable_line_editing, read_line
+    from openai_basic.console import EXIT_COMMANDS, enable_line_editing, read_line
 
     threading.Thread(target=_preload, name="preload", daemon=True).start()
     save_history = enable_line_editing(settings.state_dir / "history")
@@ -164,6 +164,9 @@ def _interactive(
     try:
         first = read_line()  # the user types while the SDKs load
     except (EOFError, KeyboardInterrupt):
+        first = EXIT_COMMANDS[0]
+    if first.strip() in EXIT_COMMANDS:  # left before saying anything: no session to make
+        save_history()
         return EXIT_OK
     from openai_basic.console import interact
     from openai_basic.conversation import Conversation, Interrupted, make_registry

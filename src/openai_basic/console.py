@@ -10,8 +10,10 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from openai_basic.conversation import Conversation
+if TYPE_CHECKING:  # the prompt comes up before the conversation's imports
+    from openai_basic.conversation import Conversation
 
 PROMPT = "you> "
 HELP = {

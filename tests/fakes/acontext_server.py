@@ -389,6 +389,33 @@ def _linked_group(messages: list[FakeMessage], index: int) -> set[int]:
     return group
 
 
+def _drop_oldest(messages: list[FakeMessage], limit: int) -> list[FakeMessage]:
+    """``token_limit``: drop the oldest messages, each tool call with its results, until the
+    rest fits. Linear: every message is estimated once."""
+    tokens = [estimate_tokens(to_openai(m)) for m in messages]
+    total = sum(tokens)
+    issuer_of = {cid: i for i, m in enumerate(messages) for cid in _tool_call_ids(m)}
+    results_of: dict[int, list[int]] = {}
+    for i, message in enumerate(messages):
+        rid = _tool_result_id(message)
+        if rid and rid in issuer_of:
+            results_of.setdefault(issuer_of[rid], []).append(i)
+    dropped: set[int] = set()
+    for i, message in enumerate(messages):
+        if total <= limit:
+            break
+        if i in dropped:
+            continue
+        issuers = [i] if _tool_call_ids(message) else []
+        rid = _tool_result_id(message)
+        if rid and rid in issuer_of:
+            issuers.append(issuer_of[rid])
+        group = {i, *issuers, *(j for k in issuers for j in results_of.get(k, []))}
+        total -= sum(tokens[j] for j in group - dropped)
+        dropped |= group
+    return [m for i, m in enumerate(messages) if i not in dropped]
+
+
 def _total_tokens(messages: list[FakeMessage]) -> int:
     return sum(estimate_tokens(to_openai(m)) for m in messages)
 
@@ -416,9 +443,7 @@ def apply_edit_strategies(messages: list[FakeMessage], strategies: list[Any]) ->
             limit = _int_param(params, "limit_tokens", None)
             if limit is None:
                 raise _param_error()
-            while edited and _total_tokens(edited) > limit:
-                drop = _linked_group(edited, 0)
-                edited = [m for i, m in enumerate(edited) if i not in drop]
+            edited = _drop_oldest(edited, limit)
         elif kind == "middle_out":
             target = _int_param(params, "token_reduce_to", None)
             if target is None:
