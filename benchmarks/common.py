@@ -1,7 +1,7 @@
 """What every benchmark group shares: the plan, result rows, timing and process helpers.
 
-Nothing here imports the OpenAI or Acontext SDKs, so the harness itself starts fast and the
-figures of the child processes it spawns are not coloured by what the parent loaded.
+Nothing here imports the OpenAI or Acontext SDKs: the child processes that import this module
+load only what they measure.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ class Plan:
             tool_runs=5,
             resume_runs=3,
             resume_messages=5000,
-            loop_runs=7,
-            loop_turns=25,
+            loop_runs=9,
+            loop_turns=50,
         )
 
     @classmethod

@@ -94,11 +94,14 @@ def run_turn(
 def _interactive() -> int:
     """Imports done, now the prompt (to stderr when stdout is not the terminal, like the agent)."""
     print("Chat with the agent. End with Ctrl-D or /exit.", file=sys.stderr)
-    if sys.stdout.isatty():
-        input(PROMPT)
-    else:
-        print(PROMPT, end="", file=sys.stderr, flush=True)
-        input()
+    try:
+        if sys.stdout.isatty():
+            input(PROMPT)
+        else:
+            print(PROMPT, end="", file=sys.stderr, flush=True)
+            input()
+    except EOFError:
+        pass
     return 0
 
 
