@@ -220,13 +220,12 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     """Send every message waiting in the journal, in order, without duplicates."""
     from openai_basic.mirror import AcontextMirror
 
-    mirror = AcontextMirror(settings, on_problem=lambda text: out.status(f"acontext: {text}"))
-    try:
+    with AcontextMirror(
+        settings, on_problem=lambda text: out.status(f"acontext: {text}")
+    ) as mirror:
         before = mirror.journal.count_waiting()
         left = mirror.sync(timeout=settings.sync_wait_seconds, on_progress=out.syncing)
         rejected = mirror.journal.count_rejected()
-    finally:
-        mirror.close()
     if args.json:
         out.json({"sent": before - left, "waiting": left, "rejected": rejected})
     else:
@@ -240,11 +239,8 @@ def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from openai_basic.mirror import AcontextMirror, TaskReport
     from openai_basic.output import task_payload
 
-    mirror = AcontextMirror(settings)
-    try:
+    with AcontextMirror(settings) as mirror:
         tasks = mirror.tasks(args.session_id)
-    finally:
-        mirror.close()
     if args.json:
         out.json({"session_id": args.session_id, "tasks": [task_payload(t) for t in tasks]})
     else:
@@ -255,11 +251,8 @@ def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from openai_basic.mirror import AcontextMirror
 
-    mirror = AcontextMirror(settings)
-    try:
+    with AcontextMirror(settings) as mirror:
         sessions = mirror.sessions(limit=max(1, min(args.limit, 200)))
-    finally:
-        mirror.close()
     if args.json:
         out.json({"sessions": [dataclasses.asdict(s) for s in sessions]})
     elif not sessions:
@@ -276,11 +269,8 @@ def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     from openai_basic.mirror import AcontextMirror
 
-    mirror = AcontextMirror(settings)
-    try:
+    with AcontextMirror(settings) as mirror:
         messages = mirror.transcript(args.session_id)
-    finally:
-        mirror.close()
     if args.json:
         out.json({"session_id": args.session_id, "messages": messages})
     else:

@@ -51,13 +51,11 @@ def run_checks(settings: Settings) -> list[Check]:
 
 
 def check_acontext(settings: Settings) -> Check:
-    mirror = AcontextMirror(settings)
     try:
-        mirror.check()
+        with AcontextMirror(settings) as mirror:
+            mirror.check()
     except AgentError as exc:
         return Check("Acontext reachable and key accepted", False, str(exc))
-    finally:
-        mirror.close()
     waiting = (
         f" ({count} messages wait in the journal: agent sync)"
         if (count := _waiting(settings))

@@ -257,6 +257,12 @@ class AcontextMirror:
         """Every message of a session as stored, untrimmed."""
         return self._load(_checked_id(session_id), budget=0)[1]
 
+    def __enter__(self) -> AcontextMirror:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
