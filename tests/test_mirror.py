@@ -345,3 +345,25 @@ def test_meta_stays_under_the_servers_limit(mirror: AcontextMirror, acontext: Fa
     assert mirror.sync(timeout=5) == 0
     (meta,) = acontext.stored_metas(opened.session_id)
     assert set(meta) == {"client_id", "meta_dropped"}
+
+
+def test_a_session_that_keeps_failing_does_not_hold_up_the_current_one(
+    settings: Settings, acontext: FakeAcontext
+) -> None:
+    acontext.stop()
+    earlier = AcontextMirror(settings)
+    stuck = earlier.create(model="m", system_prompt="s").session_id
+    earlier.append({"role": "user", "content": "left behind"})
+    earlier.close()
+    acontext.restart()
+    acontext.fail_next(10_000, status=503, path_contains=stuck)
+
+    with AcontextMirror(settings) as mirror:
+        opened = mirror.create(model="m", system_prompt="s")
+        mirror.append({"role": "user", "content": "now"})
+        mirror.append({"role": "assistant", "content": "done"})
+        report = mirror.finish()
+        assert mirror.journal.count_waiting() == 1  # the stuck one stays for `agent sync`
+    assert report.unsent == 0
+    assert [task.description for task in report.tasks] == ["now"]
+    assert acontext.stored_messages(opened.session_id)[0] == {"role": "user", "content": "now"}

@@ -133,9 +133,11 @@ class Conversation:
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
         try:
-            left = self.mirror.sync(timeout=seconds, on_progress=self.out.syncing)
+            left = self.mirror.sync(
+                timeout=seconds, on_progress=self.out.syncing, session_id=self.session_id
+            )
         except AgentError:
-            left = self.mirror.journal.count_waiting()
+            left = self.mirror.journal.count_waiting(self.session_id)
         if left:
             self.out.unsent(left, self.mirror.journal.path)
 

@@ -117,6 +117,16 @@ class Journal:
             Entry(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), bool(r[5])) for r in rows
         ]
 
+    def sessions_waiting(self, *, first: str = "") -> list[str]:
+        """Sessions with unsent messages, ``first`` first, then by their oldest waiting message."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT session_id FROM messages WHERE state = ? GROUP BY session_id "
+                "ORDER BY session_id != ?, MIN(seq)",
+                (WAITING, first),
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def count_waiting(self, session_id: str | None = None) -> int:
         if session_id:
             return self._one(

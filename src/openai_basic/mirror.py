@@ -157,8 +157,11 @@ class AcontextMirror:
 
     # -- the end of a conversation --------------------------------------------------------
 
-    def sync(self, *, timeout: float, on_progress: Progress | None = None) -> int:
-        """Wait (bounded) for the writer to send every waiting message; return how many remain.
+    def sync(
+        self, *, timeout: float, on_progress: Progress | None = None, session_id: str | None = None
+    ) -> int:
+        """Wait (bounded) for the writer to send what waits (of one session, or of all);
+        return how many remain.
 
         The wait ends early when Acontext keeps failing and nothing has been sent for a while.
         """
@@ -169,7 +172,7 @@ class AcontextMirror:
         while True:
             if self._fatal is not None:
                 raise self._fatal
-            waiting = self.journal.count_waiting()
+            waiting = self.journal.count_waiting(session_id)
             now = time.monotonic()
             if waiting != last:
                 last, progressed = waiting, now
@@ -185,11 +188,16 @@ class AcontextMirror:
         self, *, on_sync: Progress | None = None, on_wait: Callable[[int, int], None] | None = None
     ) -> TaskReport:
         """Drain the writer, flush until extraction has seen every message, read the tasks."""
-        unsent = self.sync(timeout=self._settings.sync_wait_seconds, on_progress=on_sync)
-        if self.journal.count_waiting(self.session_id):
+        # leftovers of other sessions go on in the background, and with `agent sync`
+        unsent = self.sync(
+            timeout=self._settings.sync_wait_seconds,
+            on_progress=on_sync,
+            session_id=self.session_id,
+        )
+        if unsent:
             return TaskReport((), unsent=unsent)
         unprocessed = self.extract(on_wait)
-        return TaskReport(self.tasks(self.session_id), unprocessed, unsent)
+        return TaskReport(self.tasks(self.session_id), unprocessed)
 
     def extract(self, on_wait: Callable[[int, int], None] | None = None) -> int:
         """Flush until nothing is pending or in process, or the wait runs out; return the rest."""
@@ -309,12 +317,18 @@ class AcontextMirror:
             self._wake.wait()
 
     def _send_waiting(self) -> None:
-        while not self._stop.is_set():
-            batch = self.journal.waiting(limit=50)
-            if not batch:
-                return
-            for entry in batch:
-                self._send(entry)
+        """Each session's messages in order; one session failing does not hold up the others."""
+        failure: _Retry | None = None
+        for session_id in self.journal.sessions_waiting(first=self.session_id):
+            try:
+                for entry in self.journal.waiting(session_id):
+                    if self._stop.is_set():
+                        return
+                    self._send(entry)
+            except _Retry as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _send(self, entry: Entry) -> None:
         client, _ = self._api()
