@@ -198,6 +198,7 @@ def test_acontext_down_keeps_the_conversation_going_and_sync_sends_it_later(
     assert run.code == 1
     assert run.stdout == "echo: hi\n"
     assert f"Acontext unreachable at {acontext.base_url}" in run.stderr
+    assert "acontext server up" in run.stderr
     assert "2 messages wait in " in run.stderr and "`agent sync`" in run.stderr
     assert "Traceback" not in run.stderr
 

@@ -348,7 +348,10 @@ class AcontextMirror:
                 meta=entry.meta,
             )
         except TransportError as exc:
-            raise _Retry(f"Acontext unreachable at {self._settings.acontext_base_url}") from exc
+            raise _Retry(
+                f"Acontext unreachable at {self._settings.acontext_base_url} "
+                "(start one with `acontext server up`)"
+            ) from exc
         except APIError as exc:
             if exc.status_code == 401:
                 raise ConfigError(
