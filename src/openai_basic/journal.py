@@ -77,12 +77,6 @@ class Journal:
                 (session_id, json.dumps(configs), user),
             )
 
-    def knows_session(self, session_id: str) -> bool:
-        return self._one("SELECT COUNT(*) FROM sessions WHERE id = ?", session_id) > 0
-
-    def is_created(self, session_id: str) -> bool:
-        return self._one("SELECT COUNT(*) FROM sessions WHERE id = ? AND created", session_id) > 0
-
     def mark_created(self, session_id: str) -> None:
         with self._lock:
             self._db.execute("UPDATE sessions SET created = 1 WHERE id = ?", (session_id,))
@@ -103,15 +97,13 @@ class Journal:
                 (session_id, client_id, json.dumps(message), json.dumps(meta)),
             )
 
-    def waiting(self, session_id: str | None = None, limit: int = -1) -> list[Entry]:
-        """Unsent entries in the order they were written (of one session, or of all)."""
-        where = "state = ?" + (" AND session_id = ?" if session_id else "")
-        params: tuple[Any, ...] = (WAITING, session_id) if session_id else (WAITING,)
+    def waiting(self, session_id: str) -> list[Entry]:
+        """A session's unsent entries, in the order they were written."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, session_id, client_id, blob, meta, attempted FROM messages "
-                f"WHERE {where} ORDER BY seq LIMIT ?",
-                (*params, limit),
+                "WHERE state = ? AND session_id = ? ORDER BY seq",
+                (WAITING, session_id),
             ).fetchall()
         return [
             Entry(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), bool(r[5])) for r in rows
