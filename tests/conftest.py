@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pty
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +115,50 @@ class AgentCommand:
         )
         return Run(done.returncode, done.stdout, done.stderr)
 
-    def with_env(self, **overrides: str) -> AgentCommand:
-        return replace(self, env={**self.env, **overrides})
+    def start(self, *args: str, stdin: Any = subprocess.DEVNULL, command: str = "") -> Any:
+        """Start it without waiting (``command`` replaces ``agent ARGS`` with ``python -c``)."""
+        argv = [sys.executable, "-c", command] if command else [str(AGENT), *args]
+        return subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(self.env),
+            cwd=self.cwd,
+            text=True,
+        )
+
+
+class Terminal:
+    """The agent with its stdin on a pseudo-terminal, as if a person were typing."""
+
+    def __init__(self, agent: AgentCommand, *args: str) -> None:
+        self.leader, follower = pty.openpty()
+        self.process = agent.start(*args, stdin=follower)
+        os.close(follower)
+
+    def type(self, *lines: str) -> None:
+        for line in lines:
+            os.write(self.leader, line.encode() + b"\n")
+
+    def finish(self) -> tuple[int, str, str]:
+        stdout, stderr = self.process.communicate(timeout=30)
+        os.close(self.leader)
+        return self.process.returncode, stdout, stderr
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def as_returned(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as Acontext gives it back: with tool calls, it has no content key."""
+    if message.get("tool_calls"):
+        return {k: v for k, v in message.items() if k != "content"}
+    return message
 
 
 @pytest.fixture

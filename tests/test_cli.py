@@ -6,7 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
-from tests.conftest import AgentCommand
+from tests.conftest import AgentCommand, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import (
     FakeOpenAI,
@@ -122,33 +122,13 @@ def test_demo_plans_the_trip_shows_tasks_and_resumes_for_a_summary(
 
 
 def test_an_interactive_session_ends_with_exit(agent: AgentCommand, model: FakeOpenAI) -> None:
-    import os
-    import pty
-    import subprocess
-    import time
-
-    from tests.conftest import AGENT
-
     model.responder = echo_responder
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [str(AGENT)],
-        stdin=follower,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(agent.env),
-        cwd=agent.cwd,
-        text=True,
-    )
-    os.close(follower)
-    os.write(leader, b"hello there\n")
-    deadline = time.monotonic() + 20
-    while not model.requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.write(leader, b"/exit\n")
-    stdout, stderr = process.communicate(timeout=30)
-    os.close(leader)
-    assert process.returncode == 0, stderr
+    terminal = Terminal(agent)
+    terminal.type("hello there")
+    wait_for(lambda: bool(model.requests))
+    terminal.type("/exit")
+    code, stdout, stderr = terminal.finish()
+    assert code == 0, stderr
     assert stdout.startswith("echo: hello there\nTasks:\n1. [success] hello there\n")
 
 
@@ -252,24 +232,10 @@ def test_ctrl_c_during_a_model_call_exits_130_and_keeps_the_session(
     agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     import signal
-    import subprocess
-    import time
-
-    from tests.conftest import AGENT
 
     model.script(text("too late", delay=30))
-    process = subprocess.Popen(
-        [str(AGENT), "hi"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(agent.env),
-        cwd=agent.cwd,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not model.requests and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = agent.start("hi")
+    wait_for(lambda: bool(model.requests))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 130

@@ -9,50 +9,17 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from openai_basic.agent import Usage
 from openai_basic.mirror import Task, TaskReport
 from openai_basic.output import Output
-from tests.conftest import AGENT, AgentCommand
+from tests.conftest import AGENT, AgentCommand, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, text
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class Terminal:
-    """The agent with its stdin on a pseudo-terminal, as if a person were typing."""
-
-    def __init__(self, agent: AgentCommand, *args: str) -> None:
-        self.leader, follower = pty.openpty()
-        self.process = subprocess.Popen(
-            [str(AGENT), *args],
-            stdin=follower,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(agent.env),
-            cwd=agent.cwd,
-            text=True,
-        )
-        os.close(follower)
-
-    def type(self, *lines: str) -> None:
-        for line in lines:
-            os.write(self.leader, line.encode() + b"\n")
-
-    def finish(self) -> tuple[int, str, str]:
-        stdout, stderr = self.process.communicate(timeout=30)
-        os.close(self.leader)
-        return self.process.returncode, stdout, stderr
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_slash_commands_in_the_interactive_chat(

@@ -10,8 +10,6 @@ import io
 import json
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from openai_basic.agent import CANCELLED, NO_RESULT
 from openai_basic.conversation import ChatOutcome, chat
 from openai_basic.output import Output
 from openai_basic.settings import Settings
-from tests.conftest import AgentCommand
+from tests.conftest import AgentCommand, as_returned, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCallSpec, error, text, tool_calls
 
@@ -32,12 +30,6 @@ def weather_then_answer(messages: list[dict[str, Any]]) -> Reply:
     if last["role"] == "user":
         return tool_calls(("get_weather", json.dumps({"city": last["content"]})))
     return text(f"done: {last['content']}")
-
-
-def as_returned(message: dict[str, Any]) -> dict[str, Any]:
-    if message.get("tool_calls"):
-        return {k: v for k, v in message.items() if k != "content"}
-    return message
 
 
 def converse(settings: Settings, prompts: Any, **options: Any) -> ChatOutcome:
@@ -151,18 +143,8 @@ def test_ctrl_c_in_a_tool_answers_the_call_and_the_session_resumes(
         "sys.exit(main(['find it'], tools=[slow_lookup]))\n"
     )
     model.script(tool_calls(ToolCallSpec("slow_lookup", '{"query": "x"}', id="slow")))
-    process = subprocess.Popen(
-        [sys.executable, "-c", driver],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(agent.env),
-        cwd=agent.cwd,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while "slow_lookup" not in str(model.requests) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = agent.start(command=driver)
+    wait_for(lambda: "slow_lookup" in str(model.requests))
     time.sleep(0.5)  # the model has answered; the tool is running
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=20)

@@ -15,6 +15,7 @@ import pytest
 from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
 from openai_basic.mirror import AGENT_NAME, PAGE_SIZE, AcontextMirror, Task
 from openai_basic.settings import Settings
+from tests.conftest import as_returned
 from tests.fakes.acontext_server import FakeAcontext
 
 TOOL_TURN: list[dict[str, Any]] = [
@@ -33,13 +34,6 @@ TOOL_TURN: list[dict[str, Any]] = [
     {"role": "tool", "tool_call_id": "call_1", "content": "Sunny."},
     {"role": "assistant", "content": "It is sunny in Oslo."},
 ]
-
-
-def as_returned(message: dict[str, Any]) -> dict[str, Any]:
-    """What Acontext gives back: an assistant message with tool calls has no content key."""
-    if message.get("tool_calls"):
-        return {k: v for k, v in message.items() if k != "content"}
-    return message
 
 
 @pytest.fixture
