@@ -102,7 +102,7 @@ class _InstantTool:
 
 def _child(config: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.stub_model import completion
-    from openai_basic.mirror import load_sdk
+    from openai_basic.acontext_api import load_sdk
 
     load_sdk()  # imported before timing, as in a running agent
     turns, runs = config["turns"], max(1, config["runs"])

@@ -118,7 +118,7 @@ def _child(config: dict[str, Any]) -> dict[str, Any]:
     import openai
 
     from openai_basic import ToolRegistry
-    from openai_basic.mirror import load_sdk
+    from openai_basic.acontext_api import load_sdk
 
     load_sdk()  # imports are startup's business (targets 1 and 2), not this figure's
     client = openai.OpenAI(api_key=FAKE_OPENAI_KEY, base_url=config["openai_url"], max_retries=0)

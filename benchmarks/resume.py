@@ -146,7 +146,8 @@ def _rows(
 
 
 def _child(config: dict[str, Any]) -> dict[str, Any]:
-    from openai_basic.mirror import AcontextMirror, load_sdk
+    from openai_basic.acontext_api import load_sdk
+    from openai_basic.mirror import AcontextMirror
 
     sdk = load_sdk()
     before = _rss_mb()

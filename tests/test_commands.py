@@ -66,8 +66,9 @@ def test_doctor_passes_when_everything_works(agent: AgentCommand, model: FakeOpe
     assert run.code == 0, run.stdout
     assert "  OPENAI_API_KEY     …" in run.stdout  # too short to show any of it
     assert "sk-test" not in run.stdout and "sk-ac-test" not in run.stdout
-    assert run.stdout.splitlines()[-5:] == [
+    assert run.stdout.splitlines()[-6:] == [
         "checks",
+        f"  ok    journal in {agent.cwd / '.agent'}: not created yet",
         f"  ok    Acontext reachable and key accepted at {agent.env['ACONTEXT_BASE_URL']}",
         "  ok    OpenAI key accepted",
         "  ok    model 'gpt-4o-mini' accepted",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from openai_basic.agent import Usage
-from openai_basic.mirror import Task, TaskReport
+from openai_basic.acontext_api import Task, TaskReport
 from openai_basic.output import Output
 from tests.conftest import AGENT, AgentCommand, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
-from openai_basic.mirror import AGENT_NAME, PAGE_SIZE, AcontextMirror, Task
+from openai_basic.acontext_api import AGENT_NAME, PAGE_SIZE, Task
+from openai_basic.journal import Held
+from openai_basic.mirror import AcontextMirror
 from openai_basic.settings import Settings
-from tests.conftest import as_returned
+from tests.conftest import as_returned, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 
 TOOL_TURN: list[dict[str, Any]] = [
@@ -212,7 +214,7 @@ def test_tasks_keep_missing_progress_and_preferences_empty(
             user_preferences=("I prefer window seats. Book a flight.",),
         ),
     )
-    assert mirror.tasks(opened.session_id) == report.tasks
+    assert mirror.api.tasks(opened.session_id) == report.tasks
 
 
 def test_a_rejected_key_stops_the_writer_and_keeps_the_messages(
@@ -236,6 +238,7 @@ def test_acontext_down_from_the_start_keeps_every_message_until_it_is_back(
     opened = mirror.create(model="m", system_prompt="s")
     for message in TOOL_TURN:
         mirror.append(message)
+    wait_for(lambda: bool(problems))
     assert mirror.sync(timeout=0.5) == 4
     assert problems[0].startswith(
         f"Acontext unreachable at {acontext.base_url} (start one with `acontext server up`); "
@@ -274,15 +277,31 @@ def test_a_write_whose_answer_was_lost_is_not_stored_twice(
     assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
 
 
-def test_a_message_acontext_rejects_does_not_block_the_ones_after_it(
-    mirror: AcontextMirror, acontext: FakeAcontext
+def test_a_message_acontext_rejects_holds_its_session_until_it_is_skipped(
+    settings: Settings, acontext: FakeAcontext
 ) -> None:
+    held: list[Held] = []
+    mirror = AcontextMirror(settings, on_held=held.append)
     opened = mirror.create(model="m", system_prompt="s")
+    mirror.append({"role": "user", "content": "first"})
     mirror.append({"role": "robot", "content": "beep"})
-    mirror.append({"role": "user", "content": "hi"})
+    mirror.append({"role": "user", "content": "after"})
+    assert mirror.sync(timeout=5) == 0  # nothing more can be sent
+    assert mirror.unsent() == 2
+    (rejected,) = held
+    assert (rejected.session_id, rejected.kind, rejected.behind) == (opened.session_id, "robot", 1)
+    assert rejected.error.startswith("HTTP 400")
+    assert acontext.stored_messages(opened.session_id) == [{"role": "user", "content": "first"}]
+
+    skipped = mirror.journal.skip(rejected.client_id)
+    assert [entry.message["content"] for entry in skipped] == ["beep"]
     assert mirror.sync(timeout=5) == 0
-    assert mirror.journal.count_rejected() == 1
-    assert acontext.stored_messages(opened.session_id) == [{"role": "user", "content": "hi"}]
+    assert mirror.unsent() == 0
+    mirror.close()
+    assert [m["content"] for m in acontext.stored_messages(opened.session_id)] == [
+        "first",
+        "after",
+    ]
 
 
 def test_a_long_session_is_fitted_to_the_context_budget_with_tool_pairs_kept(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from openai_basic.errors import ConfigError, ServiceError
+from openai_basic.text import valid
 from openai_basic.tools import ToolCall, ToolRegistry, ToolResult
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def run_agent(
     turn = _Turn(history, sink)
     for call in unanswered_tool_calls(history):  # a history left by an interrupted run
         turn.add({"role": "tool", "tool_call_id": call.id, "content": NO_RESULT})
-    turn.add({"role": "user", "content": user_message})
+    turn.add({"role": "user", "content": valid(user_message)})
     pending: list[ToolCall] = []
     try:
         for calls_made in range(1, max_iterations + 1):
@@ -255,10 +256,15 @@ def _gather(stream: Iterable[Any], on_text: Callable[[str], None]) -> Answer:
 
 
 def _message(content: str | None, calls: list[Any]) -> Message:
-    message: Message = {"role": "assistant", "content": content}
+    """The assistant message, its text made valid (a reply can carry a lone surrogate)."""
+    message: Message = {"role": "assistant", "content": None if content is None else valid(content)}
     if calls:
         message["tool_calls"] = [
-            {"id": id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+            {
+                "id": valid(id_),
+                "type": "function",
+                "function": {"name": valid(name), "arguments": valid(arguments)},
+            }
             for id_, name, arguments in calls
         ]
     return message

@@ -9,13 +9,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
-from openai_basic.errors import AgentError, ConfigError, ServiceError
+from openai_basic.errors import (
+    AgentError,
+    ConfigError,
+    Interrupted,
+    Terminated,
+    signal_number,
+)
+from openai_basic.text import decode, valid
 
 if TYPE_CHECKING:
     from openai_basic.conversation import ChatOutcome
@@ -64,6 +73,12 @@ def build_command_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("session_id", metavar="SESSION_ID")
     if command == "sessions":
         parser.add_argument("--limit", type=int, default=10, help="how many (default 10)")
+    if command == "sync":
+        parser.add_argument(
+            "--skip",
+            metavar="MESSAGE_ID",
+            help="give up on a message Acontext rejected (and the tool answers to its calls)",
+        )
     if command != "doctor":
         parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -71,7 +86,7 @@ def build_command_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | None = None) -> int:
     """Run the command line; ``tools`` replaces the sample tools (for an entry point of yours)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [valid(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     command = argv[0] if argv and argv[0] in COMMAND_HELP else None
     if command:
         args = build_command_parser(command).parse_args(argv[1:])
@@ -85,6 +100,8 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     out = Output(
         json_mode=getattr(args, "json", False), stream=not getattr(args, "no_stream", True)
     )
+    _tolerate_any_bytes()
+    restore = _terminate_like_ctrl_c()
     try:
         from openai_basic.settings import load_settings
 
@@ -93,20 +110,52 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
         if command:
             return COMMANDS[command](args, settings, out)
         return _chat(args, _with_flags(settings, args), out, tools)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         out.error("interrupted")
-        return EXIT_INTERRUPTED
+        return 128 + signal_number(interrupt)
     except ConfigError as exc:
         out.error(str(exc))
         return EXIT_USAGE
-    except ServiceError as exc:
+    except Interrupted as exc:
+        out.error(str(exc))
+        return exc.exit_code
+    except AgentError as exc:
         out.error(str(exc))
         return EXIT_FAILED
-    except AgentError as exc:
-        from openai_basic.conversation import Interrupted
+    finally:
+        restore()
 
-        out.error(str(exc))
-        return EXIT_INTERRUPTED if isinstance(exc, Interrupted) else EXIT_FAILED
+
+def _tolerate_any_bytes() -> None:
+    """Typed bytes that are not UTF-8 reach ``text.valid`` instead of raising, and text the
+    terminal's encoding cannot show is replaced instead of raising."""
+    for stream, errors in (
+        (sys.stdin, "surrogateescape"),
+        (sys.stdout, "replace"),
+        (sys.stderr, "replace"),
+    ):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors=errors)
+
+
+def _terminate_like_ctrl_c() -> Callable[[], None]:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal) end a turn the way Ctrl-C does: every
+    tool call answered, the messages synced, the history saved. Returns what undoes it."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals reach only the main thread; a library caller keeps its own
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    wanted = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {signum: signal.signal(signum, terminate) for signum in wanted}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
 
 
 def _with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -134,7 +183,7 @@ def _chat(
         return _report(run_demo(settings=settings, out=out, registry=registry), out, args.json)
     if args.prompt is None and sys.stdin.isatty():
         return _interactive(args, settings, out, tools)
-    prompts = _prompts(args.prompt)
+    prompts = _prompts(args.prompt, out)
     first = next(prompts, None)  # a usage error (an empty prompt) before any session exists
     if first is None:
         out.status("no prompt given")
@@ -157,19 +206,24 @@ def _interactive(
     args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
 ) -> int:
     from openai_basic.console import EXIT_COMMANDS, enable_line_editing, read_line
+    from openai_basic.journal import Journal
 
+    Journal(settings.state_dir).close()  # a state folder that cannot work fails before any typing
     threading.Thread(target=_preload, name="preload", daemon=True).start()
     save_history = enable_line_editing(settings.state_dir / "history")
     print("Chat with the agent. /help lists the commands; Ctrl-D or /exit ends.", file=sys.stderr)
     try:
         first = read_line()  # the user types while the SDKs load
+    except Terminated:
+        save_history()
+        raise
     except (EOFError, KeyboardInterrupt):
         first = EXIT_COMMANDS[0]
     if first.strip() in EXIT_COMMANDS:  # left before saying anything: no session to make
         save_history()
         return EXIT_OK
     from openai_basic.console import interact
-    from openai_basic.conversation import Conversation, Interrupted, make_registry
+    from openai_basic.conversation import INTERRUPT_SYNC_SECONDS, Conversation, make_registry
 
     with Conversation(
         settings=settings,
@@ -180,12 +234,15 @@ def _interactive(
     ) as conversation:
         try:
             interact(conversation, first)
+        except Terminated as interrupt:
+            conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
+            raise Interrupted(conversation.session_id, interrupt.signum) from None
         finally:
             save_history()
         try:
             outcome = conversation.finish()
-        except KeyboardInterrupt:
-            raise Interrupted(conversation.session_id) from None
+        except KeyboardInterrupt as interrupt:
+            raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
     out.tasks(outcome.report)
     return _report(outcome, out, args.json)
 
@@ -194,6 +251,8 @@ def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
     from openai_basic.output import task_payload
 
     report = outcome.report
+    if outcome.held:
+        out.status(f"{len(outcome.held)} messages were rejected by Acontext (see above)")
     if report.unsent:
         out.unsent(report.unsent, outcome.journal)
     elif report.unprocessed:
@@ -210,37 +269,54 @@ def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
                 "tasks": [task_payload(task) for task in report.tasks],
                 "unprocessed": report.unprocessed,
                 "unsent": report.unsent,
+                "held": [dataclasses.asdict(held) for held in outcome.held],
                 "usage": dataclasses.asdict(outcome.usage),
             }
         )
-    return EXIT_FAILED if report.unsent else EXIT_OK
+    return EXIT_FAILED if report.unsent or outcome.held else EXIT_OK
 
 
 def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     """Send every message waiting in the journal, in order, without duplicates."""
+    from openai_basic.journal import kind
     from openai_basic.mirror import AcontextMirror
 
     with AcontextMirror(
-        settings, on_problem=lambda text: out.status(f"acontext: {text}")
+        settings, on_problem=lambda text: out.status(f"acontext: {text}"), on_held=out.held
     ) as mirror:
-        before = mirror.journal.count_waiting()
+        skipped = mirror.journal.skip(args.skip) if args.skip else []
+        for entry in skipped:
+            out.status(
+                f"skipped message {entry.client_id} ({kind(entry.message)}) of session "
+                f"{entry.session_id}: it will not be sent"
+            )
+        already_held = {held.client_id for held in mirror.journal.held()}
         left = mirror.sync(timeout=settings.sync_wait_seconds, on_progress=out.syncing)
-        rejected = mirror.journal.count_rejected()
+        held = mirror.journal.held()
+        sent = mirror.delivered
+    for message in held:
+        if message.client_id in already_held:  # the new ones were told as they happened
+            out.held(message)
     if args.json:
-        out.json({"sent": before - left, "waiting": left, "rejected": rejected})
+        out.json(
+            {
+                "sent": sent,
+                "waiting": left,
+                "held": [dataclasses.asdict(message) for message in held],
+                "skipped": [entry.client_id for entry in skipped],
+            }
+        )
     else:
-        out.status(f"sent {before - left} messages; {left} still waiting")
-    if rejected:
-        out.status(f"{rejected} messages were rejected by Acontext and stay in the journal")
-    return EXIT_FAILED if left else EXIT_OK
+        out.status(f"sent {sent} messages; {left} still waiting; {len(held)} held")
+    return EXIT_FAILED if left or held else EXIT_OK
 
 
 def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from openai_basic.mirror import AcontextMirror, TaskReport
+    from openai_basic.acontext_api import AcontextApi, TaskReport
     from openai_basic.output import task_payload
 
-    with AcontextMirror(settings) as mirror:
-        tasks = mirror.tasks(args.session_id)
+    with AcontextApi(settings) as api:
+        tasks = api.tasks(args.session_id)
     if args.json:
         out.json({"session_id": args.session_id, "tasks": [task_payload(t) for t in tasks]})
     else:
@@ -249,10 +325,10 @@ def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from openai_basic.mirror import AcontextMirror
+    from openai_basic.acontext_api import AcontextApi
 
-    with AcontextMirror(settings) as mirror:
-        sessions = mirror.sessions(limit=max(1, min(args.limit, 200)))
+    with AcontextApi(settings) as api:
+        sessions = api.sessions(limit=max(1, min(args.limit, 200)))
     if args.json:
         out.json({"sessions": [dataclasses.asdict(s) for s in sessions]})
     elif not sessions:
@@ -267,10 +343,10 @@ def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from openai_basic.mirror import AcontextMirror
+    from openai_basic.acontext_api import AcontextApi
 
-    with AcontextMirror(settings) as mirror:
-        messages = mirror.transcript(args.session_id)
+    with AcontextApi(settings) as api:
+        messages = api.transcript(args.session_id)
     if args.json:
         out.json({"session_id": args.session_id, "messages": messages})
     else:
@@ -325,20 +401,36 @@ def _preload() -> None:
         import openai  # noqa: F401
 
         import openai_basic.conversation  # noqa: F401
-        from openai_basic.mirror import load_sdk
+        from openai_basic.acontext_api import load_sdk
 
         load_sdk()
     except Exception:  # the conversation imports again and reports any problem itself
         pass
 
 
-def _prompts(prompt: str | None) -> Iterator[str]:
-    """One prompt from the argument, or one per line of piped stdin."""
+def _prompts(prompt: str | None, out: Output) -> Iterator[str]:
+    """One prompt from the argument, or one per line of piped stdin (any bytes: what is not
+    UTF-8 is replaced, and said once)."""
     if prompt is not None:
         if not prompt.strip():
             raise ConfigError("the prompt is empty")
         yield prompt
         return
-    for line in sys.stdin:
+    told = False
+    for raw in _stdin_lines():
+        line, replaced = decode(raw)
+        if replaced and not told:
+            out.status("note: bytes in the input that are not UTF-8 were replaced with \ufffd")
+            told = True
         if line.strip():
-            yield line.rstrip("\n")
+            yield line.rstrip("\r\n")
+
+
+def _stdin_lines() -> Iterator[bytes]:
+    """Lines of stdin as bytes, so that whatever their encoding, they can be read."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        yield from buffer
+        return
+    for line in sys.stdin:  # a text stream put in its place (a test, an embedding program)
+        yield line.encode("utf-8", "surrogatepass")

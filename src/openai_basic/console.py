@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from openai_basic.errors import Terminated
+from openai_basic.text import valid
+
 if TYPE_CHECKING:  # the prompt comes up before the conversation's imports
     from openai_basic.conversation import Conversation
 
@@ -30,9 +33,9 @@ EXIT_COMMANDS = ("/exit", "/quit")
 def read_line(prompt: str = PROMPT) -> str:
     """Read a line; the prompt goes to stdout only when it is the terminal, else to stderr."""
     if sys.stdout.isatty():
-        return input(prompt)
+        return valid(input(prompt))
     print(prompt, end="", file=sys.stderr, flush=True)
-    return input()
+    return valid(input())
 
 
 def enable_line_editing(history_file: Path) -> Callable[[], None]:
@@ -41,8 +44,8 @@ def enable_line_editing(history_file: Path) -> Callable[[], None]:
         import readline
     except ImportError:  # no readline on this platform: plain input still works
         return lambda: None
-    history_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError, OSError):
+    with contextlib.suppress(OSError):  # no history is better than no chat
+        history_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         readline.read_history_file(history_file)
     readline.set_history_length(1000)
 
@@ -61,6 +64,8 @@ def interact(conversation: Conversation, first: str | None = None) -> None:
         if line is None:
             try:
                 line = read_line()
+            except Terminated:
+                raise
             except (EOFError, KeyboardInterrupt):
                 print(file=sys.stderr)
                 return
@@ -77,6 +82,8 @@ def interact(conversation: Conversation, first: str | None = None) -> None:
             continue
         try:
             conversation.turn(text)
+        except Terminated:
+            raise
         except KeyboardInterrupt:
             out.end_reply()
             out.status("turn cancelled; Ctrl-C again or Ctrl-D to leave")

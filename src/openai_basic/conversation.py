@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from openai_basic.acontext_api import TaskReport
 from openai_basic.agent import TurnResult, Usage, run_agent
-from openai_basic.errors import AgentError
-from openai_basic.mirror import AcontextMirror, TaskReport
+from openai_basic.errors import AgentError, Interrupted, ServiceError, signal_number
+from openai_basic.journal import Held
+from openai_basic.mirror import AcontextMirror
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
 from openai_basic.settings import Settings
@@ -26,14 +28,6 @@ if TYPE_CHECKING:
 INTERRUPT_SYNC_SECONDS = 3.0
 
 
-class Interrupted(AgentError):
-    """The user pressed Ctrl-C; the history is consistent and the session can be resumed."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        super().__init__(f"interrupted; resume with: agent --resume {session_id}")
-
-
 @dataclass(frozen=True)
 class ChatOutcome:
     session_id: str
@@ -42,6 +36,7 @@ class ChatOutcome:
     report: TaskReport
     journal: Path
     usage: Usage
+    held: tuple[Held, ...] = ()
 
 
 def make_registry(settings: Settings, tools: Iterable[ToolFunction] = TOOLS) -> ToolRegistry:
@@ -76,7 +71,7 @@ class Conversation:
         )
         self.client.chat.completions  # noqa: B018  (load it now: the mirror's writer imports too)
         self.mirror = AcontextMirror(
-            settings, on_problem=lambda text: out.status(f"acontext: {text}")
+            settings, on_problem=lambda text: out.status(f"acontext: {text}"), on_held=out.held
         )
         self.replies: list[str] = []
         self.usage = Usage()
@@ -128,6 +123,8 @@ class Conversation:
         self.replies.append(result.reply)
         self.usage += result.usage
         out.usage(result.usage, label="turn")
+        if self.mirror.journal_failure is not None:  # the reply is printed; stop spending
+            raise self.mirror.journal_failure
         return result
 
     def save(self, seconds: float) -> None:
@@ -137,14 +134,21 @@ class Conversation:
                 timeout=seconds, on_progress=self.out.syncing, session_id=self.session_id
             )
         except AgentError:
-            left = self.mirror.journal.count_waiting(self.session_id)
+            left = self.mirror.unsent()
         if left:
             self.out.unsent(left, self.mirror.journal.path)
 
     def tasks(self) -> TaskReport:
         """Send what waits, flush until extraction has seen it all, and read the tasks."""
-        with self.out.spinner("sending the conversation to Acontext"):
-            return self.mirror.finish(on_sync=self.out.syncing, on_wait=self.out.waiting)
+        try:
+            with self.out.spinner("sending the conversation to Acontext"):
+                return self.mirror.finish(on_sync=self.out.syncing, on_wait=self.out.waiting)
+        except ServiceError as exc:
+            raise ServiceError(
+                exc.service,
+                f"{exc.detail}. The conversation is stored; see its tasks later with: "
+                f"agent tasks {self.session_id}",
+            ) from exc
 
     def finish(self) -> ChatOutcome:
         report = self.tasks()
@@ -157,6 +161,7 @@ class Conversation:
             report,
             self.mirror.journal.path,
             self.usage,
+            tuple(self.mirror.held()),
         )
 
 
@@ -176,9 +181,9 @@ def chat(
         try:
             for prompt in prompts:
                 conversation.turn(prompt)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
-            raise Interrupted(conversation.session_id) from None
+            raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
         except AgentError:
             conversation.save(settings.sync_wait_seconds)
             session_id = conversation.session_id

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from openai_basic.acontext_api import AcontextApi
 from openai_basic.errors import AgentError
-from openai_basic.mirror import AcontextMirror
+from openai_basic.journal import JOURNAL_FILE, Journal
 from openai_basic.output import mask
 from openai_basic.settings import Settings
 
@@ -47,23 +48,34 @@ def settings_lines(settings: Settings) -> list[str]:
 
 
 def run_checks(settings: Settings) -> list[Check]:
-    return [check_acontext(settings), *check_openai(settings)]
+    return [check_journal(settings), check_acontext(settings), *check_openai(settings)]
+
+
+def check_journal(settings: Settings) -> Check:
+    """The state folder works, and what its journal still has to send."""
+    name = f"journal in {settings.state_dir}"
+    if not (settings.state_dir / JOURNAL_FILE).exists() and not settings.state_dir.exists():
+        return Check(name, True, "not created yet")
+    try:
+        journal = Journal(settings.state_dir)
+        try:
+            waiting, held = journal.count_waiting(), journal.held()
+        finally:
+            journal.close()
+    except AgentError as exc:
+        return Check(name, False, str(exc))
+    if held:
+        return Check(name, False, f"{len(held)} messages rejected by Acontext: agent sync")
+    return Check(name, True, f"{waiting} messages wait: agent sync" if waiting else "")
 
 
 def check_acontext(settings: Settings) -> Check:
     try:
-        with AcontextMirror(settings) as mirror:
-            mirror.check()
+        with AcontextApi(settings) as api:
+            api.check()
     except AgentError as exc:
         return Check("Acontext reachable and key accepted", False, str(exc))
-    waiting = (
-        f" ({count} messages wait in the journal: agent sync)"
-        if (count := _waiting(settings))
-        else ""
-    )
-    return Check(
-        f"Acontext reachable and key accepted at {settings.acontext_base_url}", True, waiting
-    )
+    return Check(f"Acontext reachable and key accepted at {settings.acontext_base_url}", True)
 
 
 def check_openai(settings: Settings) -> list[Check]:
@@ -109,16 +121,3 @@ def check_openai(settings: Settings) -> list[Check]:
         else "the model answered without calling the tool: pick a model with tool calling"
     )
     return [Check(key, True), Check(model, True), Check(tools, called, fix)]
-
-
-def _waiting(settings: Settings) -> int:
-    from openai_basic.journal import Journal
-
-    path = settings.state_dir / "journal.sqlite3"
-    if not path.exists():
-        return 0
-    journal = Journal(path)
-    try:
-        return journal.count_waiting()
-    finally:
-        journal.close()

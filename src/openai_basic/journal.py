@@ -3,17 +3,29 @@
 SQLite from the standard library, in WAL mode, readable by the owner only. The background writer in
 ``mirror.py`` sends entries to Acontext in order and marks them sent; whatever it could not send
 stays here for the next start or ``agent sync``.
+
+Several processes may share one journal (two agents in one folder, ``agent sync`` while one
+chats). A process sends a session's messages only while it holds that session's claim, an OS lock
+on a file of the state folder, so each session has one sender at a time. The lock goes with the
+process that holds it, so a crashed sender never blocks the others.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from openai_basic.errors import ConfigError, JournalError, StateError
+from openai_basic.text import valid_data
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -34,7 +46,13 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS waiting ON messages(state, seq);
 """
-WAITING, SENT, REJECTED = 0, 1, 2
+# A rejected message holds its session: nothing after it is sent until it is skipped.
+WAITING, SENT, REJECTED, SKIPPED = 0, 1, 2, 3
+JOURNAL_FILE = "journal.sqlite3"
+BUSY_SECONDS = 15  # how long a write waits for another process's write to finish
+_HELD = (
+    f"EXISTS (SELECT 1 FROM messages r WHERE r.session_id = m.session_id AND r.state = {REJECTED})"
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,17 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A message Acontext rejected; the later messages of its session wait behind it."""
+
+    session_id: str
+    client_id: str
+    kind: str
+    error: str
+    behind: int
+
+
+@dataclass(frozen=True)
 class PendingSession:
     id: str
     configs: dict[str, Any]
@@ -57,104 +86,259 @@ class PendingSession:
 
 
 class Journal:
-    """A thread-safe handle on the journal file."""
+    """A thread-safe handle on the journal of a state folder."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))  # private before SQLite opens it
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / JOURNAL_FILE
+        self._claims = state_dir / "claims"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of the process
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._claims.mkdir(mode=0o700, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))  # private before SQLite
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(_unusable(state_dir, exc)) from exc
+        try:
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of the process
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StateError(_explain(self.path, exc)) from exc
+
+    # -- writing ---------------------------------------------------------------------------
 
     def add_session(self, session_id: str, configs: dict[str, Any], user: str | None) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO sessions (id, configs, user) VALUES (?, ?, ?)",
-                (session_id, json.dumps(configs), user),
-            )
+        self._run(
+            "INSERT OR IGNORE INTO sessions (id, configs, user) VALUES (?, ?, ?)",
+            session_id,
+            json.dumps(valid_data(configs)),
+            user,
+        )
 
     def mark_created(self, session_id: str) -> None:
-        with self._lock:
-            self._db.execute("UPDATE sessions SET created = 1 WHERE id = ?", (session_id,))
-
-    def uncreated_session(self, session_id: str) -> PendingSession | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, configs, user FROM sessions WHERE id = ? AND NOT created", (session_id,)
-            ).fetchone()
-        return PendingSession(row[0], json.loads(row[1]), row[2]) if row else None
+        self._run("UPDATE sessions SET created = 1 WHERE id = ?", session_id)
 
     def add(
         self, session_id: str, client_id: str, message: dict[str, Any], meta: dict[str, Any]
     ) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO messages (session_id, client_id, blob, meta) VALUES (?, ?, ?, ?)",
-                (session_id, client_id, json.dumps(message), json.dumps(meta)),
-            )
+        self._run(
+            "INSERT INTO messages (session_id, client_id, blob, meta) VALUES (?, ?, ?, ?)",
+            session_id,
+            client_id,
+            json.dumps(valid_data(message)),
+            json.dumps(valid_data(meta)),
+        )
 
-    def waiting(self, session_id: str) -> list[Entry]:
-        """A session's unsent entries, in the order they were written."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, session_id, client_id, blob, meta, attempted FROM messages "
-                "WHERE state = ? AND session_id = ? ORDER BY seq",
-                (WAITING, session_id),
-            ).fetchall()
-        return [
-            Entry(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), bool(r[5])) for r in rows
-        ]
+    def mark_attempted(self, seq: int) -> None:
+        self._run("UPDATE messages SET attempted = 1 WHERE seq = ?", seq)
+
+    def mark_sent(self, seq: int) -> None:
+        self._run("UPDATE messages SET state = ? WHERE seq = ?", SENT, seq)
+
+    def mark_rejected(self, seq: int, error: str) -> None:
+        self._run("UPDATE messages SET state = ?, error = ? WHERE seq = ?", REJECTED, error, seq)
+
+    def skip(self, client_id: str) -> list[Entry]:
+        """Give up on a rejected message, and on the tool answers to its tool calls."""
+        rows = self._rows(
+            "SELECT * FROM messages m WHERE client_id = ? AND state = ?", client_id, REJECTED
+        )
+        if not rows:
+            raise ConfigError(f"no rejected message {client_id!r} in {self.path}")
+        skipped = [rows[0]]
+        call_ids = {call.get("id") for call in rows[0].message.get("tool_calls") or []}
+        for entry in self.unsent(rows[0].session_id):
+            if entry.seq <= rows[0].seq:
+                continue
+            if entry.message.get("role") != "tool" or entry.message.get("tool_call_id") not in (
+                call_ids
+            ):
+                break
+            skipped.append(entry)
+        for entry in skipped:
+            self._run("UPDATE messages SET state = ? WHERE seq = ?", SKIPPED, entry.seq)
+        return skipped
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def uncreated_session(self, session_id: str) -> PendingSession | None:
+        with self._lock, self._errors():
+            row = self._db.execute(
+                "SELECT id, configs, user FROM sessions WHERE id = ? AND NOT created", (session_id,)
+            ).fetchone()
+        return PendingSession(row[0], valid_data(json.loads(row[1])), row[2]) if row else None
+
+    def sendable(self, session_id: str) -> list[Entry]:
+        """A session's unsent messages in order; none while a rejected message holds it."""
+        return self._rows(
+            f"SELECT * FROM messages m WHERE state = ? AND session_id = ? AND NOT {_HELD} "
+            "ORDER BY seq",
+            WAITING,
+            session_id,
+        )
+
+    def unsent(self, session_id: str) -> list[Entry]:
+        """A session's messages not in Acontext yet, rejected ones included, in order."""
+        return self._rows(
+            "SELECT * FROM messages m WHERE state IN (?, ?) AND session_id = ? ORDER BY seq",
+            WAITING,
+            REJECTED,
+            session_id,
+        )
 
     def sessions_waiting(self, *, first: str = "") -> list[str]:
-        """Sessions with unsent messages, ``first`` first, then by their oldest waiting message."""
-        with self._lock:
+        """Sessions with messages to send, ``first`` first, then by their oldest message."""
+        with self._lock, self._errors():
             rows = self._db.execute(
-                "SELECT session_id FROM messages WHERE state = ? GROUP BY session_id "
-                "ORDER BY session_id != ?, MIN(seq)",
+                f"SELECT session_id FROM messages m WHERE state = ? AND NOT {_HELD} "
+                "GROUP BY session_id ORDER BY session_id != ?, MIN(seq)",
                 (WAITING, first),
             ).fetchall()
         return [row[0] for row in rows]
 
     def count_waiting(self, session_id: str | None = None) -> int:
-        if session_id:
-            return self._one(
-                "SELECT COUNT(*) FROM messages WHERE state = ? AND session_id = ?",
-                WAITING,
-                session_id,
-            )
-        return self._one("SELECT COUNT(*) FROM messages WHERE state = ?", WAITING)
+        """Messages that can be sent (those behind a rejected message are counted in ``held``)."""
+        where = "AND session_id = ?" if session_id else ""
+        params = (WAITING, session_id) if session_id else (WAITING,)
+        with self._lock, self._errors():
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM messages m WHERE state = ? AND NOT {_HELD} {where}", params
+            ).fetchone()
+        return int(row[0])
+
+    def held(self, session_id: str | None = None) -> list[Held]:
+        """The rejected messages that hold their sessions, oldest first."""
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                "SELECT session_id, client_id, blob, error, (SELECT COUNT(*) FROM messages w "
+                "WHERE w.session_id = m.session_id AND w.state = ?) FROM messages m "
+                "WHERE state = ? AND (? IS NULL OR session_id = ?) ORDER BY seq",
+                (WAITING, REJECTED, session_id, session_id),
+            ).fetchall()
+            return [
+                Held(row[0], row[1], kind(json.loads(row[2])), str(row[3] or ""), int(row[4]))
+                for row in rows
+            ]
 
     def messages(self, session_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT blob FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
-            ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        """Every message of a session, whatever its state, in order."""
+        return [
+            entry.message
+            for entry in self._rows(
+                "SELECT * FROM messages m WHERE session_id = ? ORDER BY seq", session_id
+            )
+        ]
 
-    def mark_attempted(self, seq: int) -> None:
-        self._set("UPDATE messages SET attempted = 1 WHERE seq = ?", seq)
-
-    def mark_sent(self, seq: int) -> None:
-        self._set("UPDATE messages SET state = ? WHERE seq = ?", SENT, seq)
-
-    def mark_rejected(self, seq: int, error: str) -> None:
-        self._set("UPDATE messages SET state = ?, error = ? WHERE seq = ?", REJECTED, error, seq)
-
-    def count_rejected(self) -> int:
-        return self._one("SELECT COUNT(*) FROM messages WHERE state = ?", REJECTED)
+    @contextmanager
+    def claim(self, session_id: str) -> Iterator[bool]:
+        """Hold the right to send this session, if no other sender holds it (yields whether)."""
+        try:
+            fd = os.open(self._claims / f"{session_id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            raise JournalError(_explain(self._claims, exc)) from exc
+        try:
+            if not _try_lock(fd):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                _unlock(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _set(self, sql: str, *params: Any) -> None:
-        with self._lock:
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _run(self, sql: str, *params: Any) -> None:
+        with self._lock, self._errors():
             self._db.execute(sql, params)
 
-    def _one(self, sql: str, *params: Any) -> int:
-        with self._lock:
-            return int(self._db.execute(sql, params).fetchone()[0])
+    def _rows(self, sql: str, *params: Any) -> list[Entry]:
+        """Rows of ``messages`` as entries; text an older version stored unencodable is repaired."""
+        sql = sql.replace("SELECT *", "SELECT seq, session_id, client_id, blob, meta, attempted")
+        with self._lock, self._errors():
+            rows = self._db.execute(sql, params).fetchall()
+            return [
+                Entry(r[0], r[1], r[2], valid_data(json.loads(r[3])), json.loads(r[4]), bool(r[5]))
+                for r in rows
+            ]
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a row that is not JSON
+            raise JournalError(_explain(self.path, exc)) from exc
+
+
+def kind(message: dict[str, Any]) -> str:
+    """What a message is, in a few words: "user", "assistant with tool calls"."""
+    calls = " with tool calls" if message.get("tool_calls") else ""
+    return f"{message.get('role')}{calls}"
+
+
+def _explain(path: Path, exc: Exception) -> str:
+    """One line: what is wrong with the journal, and what to do."""
+    text = str(exc)
+    if isinstance(exc, OSError):
+        return _unusable(path.parent, exc)
+    if "disk is full" in text or "database or disk is full" in text:
+        return f"the disk holding {path} is full: free some space; nothing was lost before this"
+    if "locked" in text:
+        return (
+            f"{path} stayed locked by another process for {BUSY_SECONDS} s: "
+            "let the other agent finish, then try again"
+        )
+    if "readonly" in text:
+        return f"{path} is read-only: set AGENT_STATE_DIR to a folder you can write"
+    if isinstance(exc, sqlite3.DatabaseError | ValueError):  # not a database, malformed
+        return (
+            f"the journal {path} is damaged ({text}): move it aside to start a new one "
+            "(messages not yet sent that were in it are lost)"
+        )
+    return f"the journal {path} failed: {text}"
+
+
+def _unusable(state_dir: Path, exc: OSError | sqlite3.Error) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = "it is a file, not a folder"
+    return (
+        f"cannot use the state folder {state_dir} ({reason}): "
+        "set AGENT_STATE_DIR to a folder you can write"
+    )
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        # flock locks belong to the open file, so two senders in one process exclude each other too
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -17,8 +17,9 @@ if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
     from rich.live import Live
     from rich.status import Status
 
+    from openai_basic.acontext_api import Task, TaskReport
     from openai_basic.agent import Usage
-    from openai_basic.mirror import Task, TaskReport
+    from openai_basic.journal import Held
     from openai_basic.tools import ToolResult
 
 ARGUMENTS_SHOWN = 80
@@ -89,6 +90,15 @@ class Output:
         self.status(
             f"{waiting} messages wait in {journal}; they are sent at the next start or with "
             "`agent sync`"
+        )
+
+    def held(self, held: Held) -> None:
+        """A message Acontext rejected: what, why, and the two ways on."""
+        behind = f"; {held.behind} later messages wait behind it" if held.behind else ""
+        self.error(
+            f"Acontext rejected message {held.client_id} ({held.kind}) of session "
+            f"{held.session_id}: {held.error}{behind}. Fix the cause and run `agent sync`, or "
+            f"give it up with `agent sync --skip {held.client_id}`"
         )
 
     @contextmanager

@@ -19,6 +19,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from openai_basic.errors import ToolDefinitionError
+from openai_basic.text import valid
 
 ToolFunction = Callable[..., Any]
 DEFAULT_TIMEOUT = 60.0
@@ -170,7 +171,7 @@ class ToolRegistry:
             call.id,
             call.name,
             call.arguments,
-            _capped(content, self._max_result_chars),
+            _capped(valid(content), self._max_result_chars),
             ok,
             time.perf_counter() - run.started,
         )

@@ -1,0 +1,46 @@
+"""Text made valid at the edge: whatever bytes come in, what goes on is valid Unicode.
+
+Python hands undecodable bytes from argv, the environment and surrogate-escaped streams over as
+lone surrogates, and a JSON reply may carry one too. Such a string cannot be encoded, so it would
+crash the first HTTP request or journal write that meets it. Each becomes U+FFFD instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid(text: str) -> str:
+    """``text`` with undecodable bytes and lone surrogates replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:  # bytes escaped by Python's decoder: decode them again, keeping what was valid
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # surrogates that stand for no byte
+        return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def valid_data(value: Any) -> Any:
+    """A JSON-like value with every string in it (keys too) made valid."""
+    if isinstance(value, str):
+        return valid(value)
+    if isinstance(value, dict):
+        return {valid_data(key): valid_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [valid_data(item) for item in value]
+    return value
+
+
+def decode(data: bytes) -> tuple[str, bool]:
+    """UTF-8 bytes as text, and whether anything had to be replaced."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace"), True
