@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from openai_basic.agent import Usage
 from openai_basic.acontext_api import Task, TaskReport
+from openai_basic.agent import Usage
 from openai_basic.output import Output
 from tests.conftest import AGENT, AgentCommand, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
 from openai_basic.acontext_api import AGENT_NAME, PAGE_SIZE, Task
+from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
 from openai_basic.journal import Held
 from openai_basic.mirror import AcontextMirror
 from openai_basic.settings import Settings
