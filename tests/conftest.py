@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import pty
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from openai_basic.cli import main
 from openai_basic.settings import Settings
 from tests.fakes.acontext_server import FakeAcontext, start_fake_acontext
 from tests.fakes.openai_server import FakeOpenAI, start_fake_openai
@@ -159,6 +161,24 @@ def as_returned(message: dict[str, Any]) -> dict[str, Any]:
     if message.get("tool_calls"):
         return {k: v for k, v in message.items() if k != "content"}
     return message
+
+
+@pytest.fixture
+def cli(
+    agent: AgentCommand, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Run]:
+    """Runs ``main(ARGS)`` in this process, as the ``agent`` fixture's command would run."""
+
+    def run(*args: str, input: bytes = b"", env: Mapping[str, str] | None = None) -> Run:
+        for name, value in {**agent.env, **(env or {})}.items():
+            if name not in ("PATH", "HOME"):
+                monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(input)))
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
 
 
 @pytest.fixture

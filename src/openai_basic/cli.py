@@ -290,13 +290,10 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                 f"skipped message {entry.client_id} ({kind(entry.message)}) of session "
                 f"{entry.session_id}: it will not be sent"
             )
-        already_held = {held.client_id for held in mirror.journal.held()}
+        mirror.journal.retry_held()  # its cause may be fixed; if not, it is told again
         left = mirror.sync(timeout=settings.sync_wait_seconds, on_progress=out.syncing)
         held = mirror.journal.held()
         sent = mirror.delivered
-    for message in held:
-        if message.client_id in already_held:  # the new ones were told as they happened
-            out.held(message)
     if args.json:
         out.json(
             {

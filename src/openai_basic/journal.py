@@ -162,6 +162,13 @@ class Journal:
             self._run("UPDATE messages SET state = ? WHERE seq = ?", SKIPPED, entry.seq)
         return skipped
 
+    def retry_held(self) -> int:
+        """Let every rejected message be tried again (after its cause was fixed)."""
+        with self._lock, self._errors():
+            return self._db.execute(
+                "UPDATE messages SET state = ? WHERE state = ?", (WAITING, REJECTED)
+            ).rowcount
+
     # -- reading ---------------------------------------------------------------------------
 
     def uncreated_session(self, session_id: str) -> PendingSession | None:

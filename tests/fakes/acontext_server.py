@@ -149,6 +149,8 @@ class _FailRule:
     status: int
     path_contains: str
     drop_after_write: bool
+    body_contains: str = ""
+    delay: float = 0.0
 
 
 class _Reply(Exception):
@@ -813,17 +815,21 @@ class FakeAcontext:
         status: int = 503,
         path_contains: str = "",
         drop_after_write: bool = False,
+        body_contains: str = "",
+        delay: float = 0.0,
     ) -> None:
         """Make the next ``count`` requests whose path (without ``/api/v1``) contains
-        ``path_contains`` fail.
+        ``path_contains`` (and whose raw body contains ``body_contains``) fail, after ``delay``
+        seconds.
 
         By default they are not applied and answer HTTP ``status`` with
         ``{"code": status, "msg": "injected failure"}``.  With ``drop_after_write=True`` the
         request IS applied (e.g. the message is stored) but the connection is closed without
         a response, as when an answer is lost on the network.
         """
+        rule = _FailRule(count, status, path_contains, drop_after_write, body_contains, delay)
         with self._lock:
-            self._fail_rules.append(_FailRule(count, status, path_contains, drop_after_write))
+            self._fail_rules.append(rule)
 
     def fail_every(
         self,
@@ -882,6 +888,11 @@ class FakeAcontext:
                 except _Reply as exc:
                     raise ValueError(f"{exc.msg}: {blob!r}") from exc
             return sid
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete a session as ``DELETE /session/{id}`` would (no HTTP)."""
+        with self._lock:
+            self._sessions.pop(str(uuid.UUID(session_id)), None)
 
     def _require(self, session_id: str) -> FakeSession:
         try:
@@ -947,10 +958,14 @@ class FakeAcontext:
         session.messages.append(message)
         return message
 
-    def _take_rule(self, path: str) -> _FailRule | None:
+    def _take_rule(self, path: str, raw_body: bytes) -> _FailRule | None:
         with self._lock:
             for rule in self._fail_rules:
-                if rule.remaining > 0 and rule.path_contains in path:
+                if (
+                    rule.remaining > 0
+                    and rule.path_contains in path
+                    and rule.body_contains.encode() in raw_body
+                ):
                     rule.remaining -= 1
                     self._fail_rules = [r for r in self._fail_rules if r.remaining > 0]
                     return rule
@@ -984,7 +999,9 @@ class FakeAcontext:
         route = route or "/"
         with self._lock:
             self.requests.append(RecordedRequest(method, route, dict(query), body))
-        rule = self._take_rule(route)
+        rule = self._take_rule(route, raw_body)
+        if rule is not None and rule.delay:
+            time.sleep(rule.delay)
         if rule is not None and not rule.drop_after_write:
             return rule.status, {"code": rule.status, "msg": "injected failure"}
         try:
