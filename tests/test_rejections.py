@@ -1,4 +1,4 @@
-"""A message Acontext rejects holds its session: nothing after it is stored, and the user is told."""
+"""A message Acontext rejects holds its session: nothing after it is stored; the user is told."""
 
 from __future__ import annotations
 
