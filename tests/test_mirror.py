@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import sqlite3
 import stat
 import uuid
@@ -14,7 +15,7 @@ import pytest
 
 from openai_basic.acontext_api import AGENT_NAME, PAGE_SIZE, Task
 from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
-from openai_basic.journal import Held
+from openai_basic.journal import Held, Journal
 from openai_basic.mirror import AcontextMirror
 from openai_basic.settings import Settings
 from tests.conftest import as_returned, wait_for
@@ -381,3 +382,57 @@ def test_a_session_that_keeps_failing_does_not_hold_up_the_current_one(
     assert report.unsent == 0
     assert [task.description for task in report.tasks] == ["now"]
     assert acontext.stored_messages(opened.session_id)[0] == {"role": "user", "content": "now"}
+
+
+def test_one_failure_after_a_slow_answer_does_not_end_the_exit_wait(
+    mirror: AcontextMirror, acontext: FakeAcontext
+) -> None:
+    opened = mirror.create(model="m", system_prompt="s")
+    acontext.fail_next(1, status=500, path_contains="/messages", delay=4)
+    for message in TOOL_TURN:
+        mirror.append(message)
+    assert mirror.sync(timeout=10) == 0
+    assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
+
+
+def test_the_exit_wait_does_not_count_loading_the_sdk(
+    settings: Settings, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openai_basic.acontext_api as api
+
+    real = api.load_sdk
+
+    def slow_first_import() -> Any:
+        time.sleep(2)  # a loaded machine importing acontext without bytecode
+        monkeypatch.setattr(api, "load_sdk", real)
+        return real()
+
+    monkeypatch.setattr(api, "load_sdk", slow_first_import)
+    with AcontextMirror(replace(settings, sync_wait_seconds=0.5)) as mirror:
+        opened = mirror.create(model="m", system_prompt="s")
+        mirror.append({"role": "user", "content": "hi"})
+        assert mirror.sync(timeout=0.5) == 0
+    assert acontext.stored_messages(opened.session_id) == [{"role": "user", "content": "hi"}]
+
+
+def test_close_leaves_a_writer_that_is_still_sending_alone(
+    settings: Settings, acontext: FakeAcontext
+) -> None:
+    mirror = AcontextMirror(settings)
+    opened = mirror.create(model="m", system_prompt="s")
+    mirror.sync(timeout=5)  # the writer is up
+    acontext.latency = 4  # the next request outlasts close()
+    mirror.append({"role": "user", "content": "slow"})
+    wait_for(lambda: any(r.method == "POST" for r in acontext.requests))
+    mirror.close()
+    wait_for(lambda: acontext.session_ids() == [opened.session_id])
+    wait_for(lambda: len(acontext.stored_messages(opened.session_id)) == 1)
+    wait_for(lambda: waiting_in(settings) == 0)  # it could still mark it sent
+
+
+def waiting_in(settings: Settings) -> int:
+    journal = Journal(settings.state_dir)
+    try:
+        return journal.count_waiting()
+    finally:
+        journal.close()

@@ -106,7 +106,9 @@ class Journal:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self._db.close()
-            raise StateError(_explain(self.path, exc)) from exc
+            # another process holding it too long passes; a damaged file needs the user
+            failure = JournalError if "locked" in str(exc) else StateError
+            raise failure(_explain(self.path, exc)) from exc
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -297,7 +299,10 @@ def _explain(path: Path, exc: Exception) -> str:
     if isinstance(exc, OSError):
         return _unusable(path.parent, exc)
     if "disk is full" in text or "database or disk is full" in text:
-        return f"the disk holding {path} is full: free some space; nothing was lost before this"
+        return (
+            f"the disk holding {path} is full: free some space "
+            "(what it could not keep is sent to Acontext directly)"
+        )
     if "locked" in text:
         return (
             f"{path} stayed locked by another process for {BUSY_SECONDS} s: "
