@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from openai_basic.agent import CANCELLED, NO_RESULT
 from openai_basic.conversation import ChatOutcome, chat
 from openai_basic.output import Output
@@ -130,25 +132,30 @@ def test_soak_many_turns_while_acontext_flaps(
     assert_mirrored(acontext, outcome)
 
 
-def test_ctrl_c_in_a_tool_answers_the_call_and_the_session_resumes(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_ctrl_c_or_kill_in_a_tool_answers_the_call_and_the_session_resumes(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext, signum: int, code: int
 ) -> None:
     driver = (
-        "import sys, time\n"
+        "import pathlib, sys, time\n"
         "from openai_basic.cli import main\n"
         "def slow_lookup(query: str) -> str:\n"
         '    """Look something up, slowly."""\n'
+        "    pathlib.Path('tool-started').touch()\n"
         "    time.sleep(30)\n"
         "    return 'late'\n"
         "sys.exit(main(['find it'], tools=[slow_lookup]))\n"
     )
     model.script(tool_calls(ToolCallSpec("slow_lookup", '{"query": "x"}', id="slow")))
     process = agent.start(command=driver)
-    wait_for(lambda: "slow_lookup" in str(model.requests))
-    time.sleep(0.5)  # the model has answered; the tool is running
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 130, stderr
+    wait_for(lambda: (agent.cwd / "tool-started").exists(), seconds=60)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1].startswith("error: interrupted; resume with: agent --resume ")
     (session_id,) = acontext.session_ids()
     stored = acontext.stored_messages(session_id)
     assert stored[0] == {"role": "user", "content": "find it"}
