@@ -79,6 +79,53 @@ def test_ctrl_c_cancels_the_turn_and_the_chat_goes_on(
     ]
 
 
+def test_sigterm_in_the_chat_ends_it_like_ctrl_c_with_the_history_saved(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.script(text("too slow", delay=30))
+    with full_terminal(agent) as (process, leader):
+        os.write(leader, b"first\n")
+        wait_for(lambda: len(model.requests) == 1)
+        process.send_signal(signal.SIGTERM)
+        screen = read_until_exit(process, leader)
+    assert process.returncode == 143, screen
+    (session_id,) = acontext.session_ids()
+    assert f"interrupted; resume with: agent --resume {session_id}" in " ".join(screen.split())
+    assert acontext.stored_messages(session_id) == [{"role": "user", "content": "first"}]
+    assert "first" in (agent.cwd / ".agent" / "history").read_text().splitlines()
+
+
+@contextmanager
+def full_terminal(agent: AgentCommand) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The agent with stdin, stdout and stderr on one pseudo-terminal (readline is on)."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(AGENT), "--no-stream"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=dict(agent.env),
+        cwd=agent.cwd,
+    )
+    os.close(follower)
+    try:
+        yield process, leader
+    finally:
+        os.close(leader)
+
+
+def read_until_exit(process: subprocess.Popen[bytes], leader: int) -> str:
+    screen = b""
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            screen += os.read(leader, 65536)
+        except OSError:
+            break
+    process.wait(timeout=10)
+    return ANSI.sub("", screen.decode(errors="replace"))
+
+
 def test_ctrl_d_at_the_prompt_ends_the_chat_with_the_tasks(
     agent: AgentCommand, model: FakeOpenAI
 ) -> None:
@@ -96,30 +143,13 @@ def test_line_history_is_kept_across_runs(
     agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.responder = echo_responder
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [str(AGENT), "--no-stream"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=dict(agent.env),
-        cwd=agent.cwd,
-    )
-    os.close(follower)
-    os.write(leader, b"remember me\n")
-    wait_for(lambda: len(model.requests) == 1)
-    os.write(leader, b"/exit\n")
-    screen = b""
-    deadline = time.monotonic() + 30
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            screen += os.read(leader, 65536)
-        except OSError:
-            break
-    process.wait(timeout=10)
-    os.close(leader)
+    with full_terminal(agent) as (process, leader):
+        os.write(leader, b"remember me\n")
+        wait_for(lambda: len(model.requests) == 1)
+        os.write(leader, b"/exit\n")
+        screen = read_until_exit(process, leader)
     assert process.returncode == 0
-    assert "echo: remember me" in ANSI.sub("", screen.decode(errors="replace"))
+    assert "echo: remember me" in screen
     history = (agent.cwd / ".agent" / "history").read_text()
     assert "remember me" in history.splitlines()
 
