@@ -118,3 +118,29 @@ def test_a_session_deleted_on_the_server_is_held_not_counted_as_sent(
 
 def stored_so_far(acontext: FakeAcontext) -> list[int]:
     return [len(acontext.stored_messages(s)) for s in acontext.session_ids()]
+
+
+def test_a_passing_failure_of_flush_or_tasks_is_tried_again(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.script(text("hello"))
+    acontext.fail_next(1, status=500, path_contains="/flush")
+    acontext.fail_next(1, status=502, path_contains="/task")
+    run = cli("hi")
+    assert run.code == 0, run.stderr
+    assert run.stdout == "hello\nTasks:\n1. [success] hi\n   progress: Agent responded to: hi\n"
+
+
+def test_a_flush_that_keeps_failing_says_how_to_see_the_tasks_later(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.script(text("hello"))
+    acontext.fail_next(100, status=500, path_contains="/flush")
+    run = cli("hi")
+    assert run.code == 1
+    (session_id,) = acontext.session_ids()
+    assert run.stderr.splitlines()[-1] == (
+        "error: Acontext: HTTP 500: injected failure. The conversation is stored; "
+        f"see its tasks later with: agent tasks {session_id}"
+    )
+    assert len(acontext.stored_messages(session_id)) == 2
