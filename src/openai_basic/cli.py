@@ -205,21 +205,15 @@ def _chat(
 def _interactive(
     args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
 ) -> int:
-    from openai_basic.console import EXIT_COMMANDS, enable_line_editing, read_line
-    from openai_basic.journal import Journal
+    from openai_basic.console import enable_line_editing
 
-    Journal(settings.state_dir).close()  # a state folder that cannot work fails before any typing
-    threading.Thread(target=_preload, name="preload", daemon=True).start()
     save_history = enable_line_editing(settings.state_dir / "history")
-    print("Chat with the agent. /help lists the commands; Ctrl-D or /exit ends.", file=sys.stderr)
     try:
-        first = read_line()  # the user types while the SDKs load
+        first = _first_line(settings)
     except Terminated:
         save_history()
         raise
-    except (EOFError, KeyboardInterrupt):
-        first = EXIT_COMMANDS[0]
-    if first.strip() in EXIT_COMMANDS:  # left before saying anything: no session to make
+    if first is None:  # left before saying anything: no session to make
         save_history()
         return EXIT_OK
     from openai_basic.console import interact
@@ -245,6 +239,23 @@ def _interactive(
             raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
     out.tasks(outcome.report)
     return _report(outcome, out, args.json)
+
+
+def _first_line(settings: Settings) -> str | None:
+    """The first line typed, read while the SDKs load; None when the user left at once."""
+    from openai_basic.console import EXIT_COMMANDS, read_line
+    from openai_basic.journal import Journal
+
+    Journal(settings.state_dir).close()  # a state folder that cannot work fails before any typing
+    threading.Thread(target=_preload, name="preload", daemon=True).start()
+    print("Chat with the agent. /help lists the commands; Ctrl-D or /exit ends.", file=sys.stderr)
+    try:
+        first = read_line()
+    except Terminated:
+        raise
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return None if first.strip() in EXIT_COMMANDS else first
 
 
 def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
