@@ -196,3 +196,11 @@ def agent(settings: Settings, tmp_path: Path) -> AgentCommand:
         "AGENT_SYNC_WAIT_SECONDS": "10",
     }
     return AgentCommand(env, tmp_path)
+
+
+@pytest.fixture
+def agent_env(agent: AgentCommand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``agent`` fixture's settings in this process, for ``main([...])`` (no SDK import)."""
+    for name, value in agent.env.items():
+        if name != "PATH":
+            monkeypatch.setenv(name, value)
