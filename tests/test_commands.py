@@ -6,6 +6,9 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
+from openai_basic.cli import main
 from tests.conftest import AgentCommand
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
@@ -170,3 +173,24 @@ def test_usage_is_shown_per_turn_and_for_the_session(
         35,
         3,
     )
+
+
+def test_doctor_masks_keys_in_the_user_info_of_urls(
+    agent_env: None,
+    model: FakeOpenAI,
+    acontext: FakeAcontext,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    acontext.stop()  # the error line names the URL too
+    acontext_url = acontext.base_url.replace("://", "://user:sk-ac-secret-in-url@")
+    openai_url = model.base_url.replace("://", "://sk-openai-secret-in-url@")
+    monkeypatch.setenv("ACONTEXT_BASE_URL", acontext_url)
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_url)
+    main(["doctor"])
+    stdout, stderr = capsys.readouterr()
+    assert "secret-in-url" not in stdout + stderr
+    masked = acontext.base_url.replace("://", "://…@")
+    assert f"  OPENAI_BASE_URL    {model.base_url.replace('://', '://…@')}" in stdout
+    assert f"  ACONTEXT_BASE_URL  {masked}" in stdout
+    assert f"Acontext: cannot reach {masked} (" in stdout

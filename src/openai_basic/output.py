@@ -38,6 +38,8 @@ _CONTROLS = re.compile(
     """,
     re.VERBOSE,
 )
+# The user-info of a URL (http://user:password@host) is a credential as often as a name.
+_URL_USER_INFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]+@")
 
 
 class Output:
@@ -183,7 +185,7 @@ class Output:
     def lines(self, lines: Iterable[str]) -> None:
         """Lines of stored text (history, sessions) or of a report; printed as plain text."""
         for line in lines:
-            print(printable(line), file=self._out)
+            print(self._masked(printable(line)), file=self._out)
         self._out.flush()
 
     def json(self, payload: dict[str, Any]) -> None:
@@ -224,7 +226,7 @@ class Output:
     def _masked(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, mask(secret))
-        return text
+        return mask_urls(text)
 
 
 def printable(text: str) -> str:
@@ -235,6 +237,11 @@ def printable(text: str) -> str:
 def mask(secret: str) -> str:
     """Enough of a key to recognise it, not enough to use it."""
     return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 12 else "…"
+
+
+def mask_urls(text: str) -> str:
+    """Every URL in the text without its user-info (``http://…@host``), which may hold a key."""
+    return _URL_USER_INFO.sub(r"\1…@", text)
 
 
 def task_payload(task: Task) -> dict[str, Any]:
