@@ -6,6 +6,9 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
+from openai_basic.cli import main
 from tests.conftest import AgentCommand, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import (
@@ -280,3 +283,71 @@ def test_the_template_still_builds_after_acontext_create_renames_it(tmp_path: Pa
         (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
         assert "agent = openai_basic.cli:main" in archive.read(entry_points).decode()
     assert "openai_basic/cli.py" in names
+
+
+def test_a_history_the_model_refuses_is_named_as_the_problem(
+    agent_env: None, model: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refusal = (
+        "An assistant message with 'tool_calls' must be followed by tool messages responding to "
+        "each 'tool_call_id'. The following tool_call_ids did not have response messages: call_1"
+    )
+    model.script(error(400, refusal))
+    assert main(["hi"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: OpenAI: the stored conversation is not valid for the model ({refusal}); "
+        "inspect it with: agent history SESSION_ID"
+    )
+
+
+def test_a_resumed_history_the_model_server_finds_invalid_is_named(
+    agent_env: None,
+    model: FakeOpenAI,
+    acontext: FakeAcontext,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    session_id = acontext.add_session(
+        configs={"agent": "openai-basic"},
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "tool", "tool_call_id": "call_9", "content": "orphan"},
+        ],
+    )
+    assert main(["--resume", session_id, "go on"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: OpenAI: the stored conversation is not valid for the model (Invalid parameter: "
+        "messages with role 'tool' must be a response to a preceding message with 'tool_calls' "
+        "(messages[2] answers 'call_9', but the message before it is not an assistant message "
+        "with tool_calls).); inspect it with: agent history SESSION_ID"
+    )
+
+
+@pytest.mark.parametrize(
+    "refusal, code, line",
+    [
+        (
+            "registry.ollama.ai/library/gemma:2b does not support tools",
+            2,
+            "error: model 'gpt-4o-mini' rejected the tools (registry.ollama.ai/library/gemma:2b "
+            "does not support tools); choose a model with tool calling (OPENAI_MODEL)",
+        ),
+        (
+            "Invalid schema for function 'get_weather': 'additionalProperties' is required",
+            1,
+            "error: OpenAI: HTTP 400: Invalid schema for function 'get_weather': "
+            "'additionalProperties' is required",
+        ),
+    ],
+    ids=["no-tool-calling", "a-schema-problem"],
+)
+def test_only_a_model_without_tool_calling_is_told_to_choose_another(
+    agent_env: None,
+    model: FakeOpenAI,
+    capsys: pytest.CaptureFixture[str],
+    refusal: str,
+    code: int,
+    line: str,
+) -> None:
+    model.script(error(400, refusal))
+    assert main(["hi"]) == code
+    assert capsys.readouterr().err.splitlines()[-1] == line
