@@ -351,3 +351,24 @@ def test_only_a_model_without_tool_calling_is_told_to_choose_another(
     model.script(error(400, refusal))
     assert main(["hi"]) == code
     assert capsys.readouterr().err.splitlines()[-1] == line
+
+
+@pytest.mark.parametrize(
+    "env, dotenv",
+    [({"OPENAI_API_KEY": "sk-tést"}, b""), ({}, b"OPENAI_API_KEY=sk-1\nOPENAI_MODEL=caf\xe9\n")],
+    ids=["non-ascii-key", "dotenv-not-utf8"],
+)
+def test_settings_that_cannot_work_exit_2_with_one_line(
+    agent_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    dotenv: bytes,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / ".env").write_bytes(dotenv)
+    assert main(["hi"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ")
