@@ -194,3 +194,16 @@ def test_doctor_masks_keys_in_the_user_info_of_urls(
     assert f"  OPENAI_BASE_URL    {model.base_url.replace('://', '://…@')}" in stdout
     assert f"  ACONTEXT_BASE_URL  {masked}" in stdout
     assert f"Acontext: cannot reach {masked} (" in stdout
+
+
+def test_a_system_file_that_is_not_utf8_is_used_with_a_note(
+    agent_env: None, model: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model.responder = echo_responder
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_bytes(b"be brief \xff\n")
+    assert main(["--system-file", str(prompt_file), "hi"]) == 0
+    stderr = capsys.readouterr().err
+    note = f"note: bytes in --system-file {prompt_file} that are not UTF-8 were replaced\n"
+    assert stderr.startswith(note) and stderr.count(note) == 1
+    assert model.requests[0]["messages"][0] == {"role": "system", "content": "be brief \ufffd"}

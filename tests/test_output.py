@@ -1,16 +1,18 @@
-"""What reaches the terminal: text from a model, a tool or a session cannot drive it."""
+"""The terminal: text from a model, a tool or a session cannot drive it; a closed stream is fine."""
 
 from __future__ import annotations
 
 import io
 import re
+import subprocess
 import sys
 
 import pytest
 
 from openai_basic.cli import main
+from tests.conftest import AGENT, AgentCommand
 from tests.fakes.acontext_server import FakeAcontext
-from tests.fakes.openai_server import FakeOpenAI, error, text, tool_calls
+from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
 
 # A bare escape, a window title (OSC 0), the clipboard (OSC 52), a cleared screen (CSI 2J), the
 # 8-bit CSI and a bell: what a hostile or confused model or tool could send.
@@ -124,3 +126,38 @@ def test_a_server_error_cannot_drive_the_terminal(
     stderr = capsys.readouterr().err
     assert "error: OpenAI: HTTP 400: bad request\n" in stderr
     assert not CONTROL.search(stderr)
+
+
+def test_with_stdout_closed_the_turn_still_runs(
+    agent_env: None, model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model.responder = echo_responder
+    monkeypatch.setattr(sys, "stdout", None)  # what Python gives a process started with it closed
+    assert main(["hi"]) == 0
+    assert model.requests[0]["messages"][-1] == {"role": "user", "content": "hi"}
+
+
+def test_with_stderr_closed_the_reply_is_still_printed(
+    agent_env: None,
+    model: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model.responder = echo_responder
+    monkeypatch.setattr(sys, "stderr", None)
+    assert main(["hi"]) == 0
+    assert capsys.readouterr().out.startswith("echo: hi\nTasks:\n")
+
+
+def test_started_with_stdin_and_stdout_closed_it_says_there_is_no_prompt(
+    agent: AgentCommand,
+) -> None:
+    done = subprocess.run(
+        ["bash", "-c", 'exec "$0" <&- >&-', str(AGENT)],
+        capture_output=True,
+        text=True,
+        env=dict(agent.env),
+        cwd=agent.cwd,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, "no prompt given\n")

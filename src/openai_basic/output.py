@@ -6,6 +6,7 @@ are a table. Piped, everything is plain text, one line at a time. Only this modu
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -54,8 +55,8 @@ class Output:
         stderr: TextIO | None = None,
     ) -> None:
         self.json_mode = json_mode
-        self._out = stdout or sys.stdout
-        self._err = stderr or sys.stderr
+        self._out = stdout or sys.stdout or _Discard()  # None: started with the stream closed
+        self._err = stderr or sys.stderr or _Discard()
         self.rich_out = self._out.isatty() and not json_mode
         self.rich_err = self._err.isatty()
         self.stream = stream and self.rich_out
@@ -287,3 +288,10 @@ def _notes(notes: Iterable[str]) -> Any:
 
     text = printable("\n".join(notes))
     return Text(text) if text else Text("—", style="dim")
+
+
+class _Discard(io.StringIO):
+    """Where a closed stream's output goes: nowhere, without failing."""
+
+    def write(self, text: str) -> int:
+        return len(text)
