@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from openai_basic.cli import main
-from tests.conftest import AgentCommand, Terminal, wait_for
+from tests.conftest import AgentCommand, Run, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import (
     FakeOpenAI,
@@ -19,6 +19,8 @@ from tests.fakes.openai_server import (
     text,
     tool_calls,
 )
+
+Cli = Callable[..., Run]
 
 
 def only_session(acontext: FakeAcontext) -> str:
@@ -285,26 +287,22 @@ def test_the_template_still_builds_after_acontext_create_renames_it(tmp_path: Pa
     assert "openai_basic/cli.py" in names
 
 
-def test_a_history_the_model_refuses_is_named_as_the_problem(
-    agent_env: None, model: FakeOpenAI, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_history_the_model_refuses_is_named_as_the_problem(cli: Cli, model: FakeOpenAI) -> None:
     refusal = (
         "An assistant message with 'tool_calls' must be followed by tool messages responding to "
         "each 'tool_call_id'. The following tool_call_ids did not have response messages: call_1"
     )
     model.script(error(400, refusal))
-    assert main(["hi"]) == 1
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    run = cli("hi")
+    assert run.code == 1
+    assert run.stderr.splitlines()[-1] == (
         f"error: OpenAI: the stored conversation is not valid for the model ({refusal}); "
         "inspect it with: agent history SESSION_ID"
     )
 
 
 def test_a_resumed_history_the_model_server_finds_invalid_is_named(
-    agent_env: None,
-    model: FakeOpenAI,
-    acontext: FakeAcontext,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli, acontext: FakeAcontext
 ) -> None:
     session_id = acontext.add_session(
         configs={"agent": "openai-basic"},
@@ -313,8 +311,9 @@ def test_a_resumed_history_the_model_server_finds_invalid_is_named(
             {"role": "tool", "tool_call_id": "call_9", "content": "orphan"},
         ],
     )
-    assert main(["--resume", session_id, "go on"]) == 1
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    run = cli("--resume", session_id, "go on")
+    assert run.code == 1
+    assert run.stderr.splitlines()[-1] == (
         "error: OpenAI: the stored conversation is not valid for the model (Invalid parameter: "
         "messages with role 'tool' must be a response to a preceding message with 'tool_calls' "
         "(messages[2] answers 'call_9', but the message before it is not an assistant message "
@@ -341,16 +340,11 @@ def test_a_resumed_history_the_model_server_finds_invalid_is_named(
     ids=["no-tool-calling", "a-schema-problem"],
 )
 def test_only_a_model_without_tool_calling_is_told_to_choose_another(
-    agent_env: None,
-    model: FakeOpenAI,
-    capsys: pytest.CaptureFixture[str],
-    refusal: str,
-    code: int,
-    line: str,
+    cli: Cli, model: FakeOpenAI, refusal: str, code: int, line: str
 ) -> None:
     model.script(error(400, refusal))
-    assert main(["hi"]) == code
-    assert capsys.readouterr().err.splitlines()[-1] == line
+    run = cli("hi")
+    assert (run.code, run.stderr.splitlines()[-1]) == (code, line)
 
 
 @pytest.mark.parametrize(
@@ -359,16 +353,9 @@ def test_only_a_model_without_tool_calling_is_told_to_choose_another(
     ids=["non-ascii-key", "dotenv-not-utf8"],
 )
 def test_settings_that_cannot_work_exit_2_with_one_line(
-    agent_env: None,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    env: dict[str, str],
-    dotenv: bytes,
+    cli: Cli, tmp_path: Path, env: dict[str, str], dotenv: bytes
 ) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
     (tmp_path / ".env").write_bytes(dotenv)
-    assert main(["hi"]) == 2
-    stderr = capsys.readouterr().err
-    assert stderr.count("\n") == 1 and stderr.startswith("error: ")
+    run = cli("hi", env=env)
+    assert run.code == 2
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("error: ")

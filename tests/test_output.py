@@ -6,11 +6,11 @@ import io
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
-from openai_basic.cli import main
-from tests.conftest import AGENT, AgentCommand
+from tests.conftest import AGENT, AgentCommand, Run
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
 
@@ -20,6 +20,7 @@ HOSTILE = "\x1b\x1b]0;pwned\x07\x1b]52;c;ZWNobyBoaQ==\x1b\\\x1b[2J\x9b2J\x07"
 REPLY = f"Sunny é 日本{HOSTILE}!\nsecond line\tend"
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 HOSTILE_PARTS = ("\x1b\x1b", "\x1b]0;", "\x1b]52;", "\x1b[2J", "\x07", "\x9b")
+Cli = Callable[..., Run]
 
 
 class Screen(io.StringIO):
@@ -53,7 +54,7 @@ def assert_harmless(written: str) -> None:
     ids=["piped", "terminal-streamed", "terminal"],
 )
 def test_model_and_tool_text_cannot_drive_the_terminal(
-    agent_env: None,
+    cli: Cli,
     model: FakeOpenAI,
     monkeypatch: pytest.MonkeyPatch,
     terminal: bool,
@@ -69,7 +70,7 @@ def test_model_and_tool_text_cannot_drive_the_terminal(
     stdout, stderr = Screen(terminal), Screen(terminal)
     monkeypatch.setattr(sys, "stdout", stdout)
     monkeypatch.setattr(sys, "stderr", stderr)
-    assert main([*flags, f"weather{HOSTILE}\n"], tools=[lookup]) == 0
+    assert cli(*flags, f"weather{HOSTILE}\n", tools=[lookup]).code == 0
     written = stdout.getvalue() + stderr.getvalue()
     assert_harmless(written)
     assert "Sunny é 日本!" in stdout.getvalue()
@@ -82,7 +83,7 @@ def test_model_and_tool_text_cannot_drive_the_terminal(
 
 
 def test_stored_sessions_are_replayed_without_their_control_sequences(
-    agent_env: None, acontext: FakeAcontext, capsys: pytest.CaptureFixture[str]
+    cli: Cli, acontext: FakeAcontext
 ) -> None:
     session_id = acontext.add_session(
         configs={"agent": "openai-basic"},
@@ -103,8 +104,7 @@ def test_stored_sessions_are_replayed_without_their_control_sequences(
             {"role": "assistant", "content": f"日本{HOSTILE}\nnext"},
         ],
     )
-    assert main(["history", session_id]) == 0
-    history = capsys.readouterr().out
+    history = cli("history", session_id).stdout
     assert history.splitlines() == [
         "you: plan é",
         "  → lookup()",
@@ -112,41 +112,36 @@ def test_stored_sessions_are_replayed_without_their_control_sequences(
         "assistant: 日本",
         "next",
     ]
-    assert main(["sessions"]) == 0
-    sessions = capsys.readouterr().out
+    sessions = cli("sessions").stdout
     assert sessions.rstrip().endswith("4 messages  plan é")
     assert not CONTROL.search(history + sessions)
 
 
-def test_a_server_error_cannot_drive_the_terminal(
-    agent_env: None, model: FakeOpenAI, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_server_error_cannot_drive_the_terminal(cli: Cli, model: FakeOpenAI) -> None:
     model.script(error(400, f"bad request{HOSTILE}"))
-    assert main(["hi"]) == 1
-    stderr = capsys.readouterr().err
-    assert "error: OpenAI: HTTP 400: bad request\n" in stderr
-    assert not CONTROL.search(stderr)
+    run = cli("hi")
+    assert run.code == 1
+    assert "error: OpenAI: HTTP 400: bad request\n" in run.stderr
+    assert not CONTROL.search(run.stderr)
 
 
 def test_with_stdout_closed_the_turn_still_runs(
-    agent_env: None, model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model.responder = echo_responder
     monkeypatch.setattr(sys, "stdout", None)  # what Python gives a process started with it closed
-    assert main(["hi"]) == 0
+    assert cli("hi").code == 0
     assert model.requests[0]["messages"][-1] == {"role": "user", "content": "hi"}
 
 
 def test_with_stderr_closed_the_reply_is_still_printed(
-    agent_env: None,
-    model: FakeOpenAI,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli, model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model.responder = echo_responder
     monkeypatch.setattr(sys, "stderr", None)
-    assert main(["hi"]) == 0
-    assert capsys.readouterr().out.startswith("echo: hi\nTasks:\n")
+    run = cli("hi")
+    assert run.code == 0
+    assert run.stdout.startswith("echo: hi\nTasks:\n")
 
 
 def test_started_with_stdin_and_stdout_closed_it_says_there_is_no_prompt(
