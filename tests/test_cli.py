@@ -347,15 +347,22 @@ def test_only_a_model_without_tool_calling_is_told_to_choose_another(
     assert (run.code, run.stderr.splitlines()[-1]) == (code, line)
 
 
-@pytest.mark.parametrize(
-    "env, dotenv",
-    [({"OPENAI_API_KEY": "sk-tést"}, b""), ({}, b"OPENAI_API_KEY=sk-1\nOPENAI_MODEL=caf\xe9\n")],
-    ids=["non-ascii-key", "dotenv-not-utf8"],
-)
-def test_settings_that_cannot_work_exit_2_with_one_line(
-    cli: Cli, tmp_path: Path, env: dict[str, str], dotenv: bytes
+def test_a_key_that_cannot_go_in_a_header_exits_2_with_one_line(cli: Cli) -> None:
+    run = cli("hi", env={"OPENAI_API_KEY": "sk-tést"})
+    assert (run.code, run.stderr) == (
+        2,
+        "error: OPENAI_API_KEY contains characters that cannot be sent in an HTTP header "
+        "(non-ASCII or control characters); check .env and the environment\n",
+    )
+
+
+def test_a_dotenv_that_is_not_utf8_is_used_with_a_note(
+    cli: Cli, model: FakeOpenAI, tmp_path: Path
 ) -> None:
-    (tmp_path / ".env").write_bytes(dotenv)
-    run = cli("hi", env=env)
-    assert run.code == 2
-    assert run.stderr.count("\n") == 1 and run.stderr.startswith("error: ")
+    model.responder = echo_responder
+    (tmp_path / ".env").write_bytes(b"# cl\xe9 OpenAI\nOPENAI_MODEL=gpt-caf\xe9\n")
+    run = cli("hi")
+    assert run.code == 0, run.stderr
+    note = f"note: bytes in {tmp_path / '.env'} that are not UTF-8 were replaced with \ufffd\n"
+    assert run.stderr.startswith(note) and run.stderr.count(note) == 1
+    assert model.requests[0]["model"] == "gpt-caf\ufffd"

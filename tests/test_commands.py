@@ -201,6 +201,8 @@ def test_a_system_file_that_is_not_utf8_is_used_with_a_note(
     prompt_file.write_bytes(b"be brief \xff\n")
     run = cli("--system-file", str(prompt_file), "hi")
     assert run.code == 0
-    note = f"note: bytes in --system-file {prompt_file} that are not UTF-8 were replaced\n"
+    note = (
+        f"note: bytes in --system-file {prompt_file} that are not UTF-8 were replaced with \ufffd\n"
+    )
     assert run.stderr.startswith(note) and run.stderr.count(note) == 1
     assert model.requests[0]["messages"][0] == {"role": "system", "content": "be brief \ufffd"}

@@ -54,13 +54,14 @@ def test_a_bad_iteration_limit_is_a_clear_error(tmp_path: Path, raw: str) -> Non
         load_settings({"OPENAI_API_KEY": "k", "AGENT_MAX_ITERATIONS": raw}, cwd=tmp_path)
 
 
-def test_a_dotenv_that_is_not_utf8_is_named_with_its_line(tmp_path: Path) -> None:
+def test_a_dotenv_that_is_not_utf8_is_read_with_a_note(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"OPENAI_API_KEY=sk-1\nAGENT_SYSTEM_PROMPT=R\xe9ponds\n")
-    with pytest.raises(ConfigError) as raised:
-        load_settings({}, cwd=tmp_path)
-    assert str(raised.value) == (
-        f"{tmp_path / '.env'} is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8"
-    )
+    notes: list[str] = []
+    settings = load_settings({}, cwd=tmp_path, on_note=notes.append)
+    assert (settings.openai_api_key, settings.system_prompt) == ("sk-1", "R\ufffdponds")
+    assert notes == [
+        f"note: bytes in {tmp_path / '.env'} that are not UTF-8 were replaced with \ufffd"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -105,11 +105,11 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     try:
         from openai_basic.settings import load_settings
 
-        settings = load_settings(require_openai=command is None)
+        settings = load_settings(require_openai=command is None, on_note=out.status)
         out.hide(settings.openai_api_key, settings.acontext_api_key)
         if command:
             return COMMANDS[command](args, settings, out)
-        return _chat(args, _with_flags(settings, args), out, tools)
+        return _chat(args, _with_flags(settings, args, out), out, tools)
     except KeyboardInterrupt as interrupt:
         out.error("interrupted")
         return 128 + signal_number(interrupt)
@@ -158,26 +158,26 @@ def _terminate_like_ctrl_c() -> Callable[[], None]:
     return restore
 
 
-def _with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+def _with_flags(settings: Settings, args: argparse.Namespace, out: Output) -> Settings:
     system_prompt = args.system or settings.system_prompt
     if args.system_file:
-        system_prompt = _read_system_file(args.system_file)
+        system_prompt = _read_system_file(args.system_file, out)
     return dataclasses.replace(
         settings, openai_model=args.model or settings.openai_model, system_prompt=system_prompt
     )
 
 
-def _read_system_file(path: Path) -> str:
+def _read_system_file(path: Path, out: Output) -> str:
     """The prompt in the file; a stray byte that is not UTF-8 should not cost the run."""
-    from openai_basic.output import Output
-
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read --system-file {path}: {exc.strerror}") from exc
     text, replaced = decode(raw)
-    if replaced:  # main's Output is not passed down to here; a second one draws on the same stderr
-        Output().status(f"note: bytes in --system-file {path} that are not UTF-8 were replaced")
+    if replaced:
+        out.status(
+            f"note: bytes in --system-file {path} that are not UTF-8 were replaced with \ufffd"
+        )
     return text.strip()
 
 

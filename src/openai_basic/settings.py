@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 from openai_basic.errors import ConfigError
+from openai_basic.text import decode
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_ACONTEXT_API_KEY = "sk-ac-your-root-api-bearer-token"
@@ -45,10 +46,15 @@ def load_settings(
     *,
     cwd: Path | None = None,
     require_openai: bool = True,
+    on_note: Callable[[str], None] = lambda note: None,
 ) -> Settings:
-    """Merge ``.env`` from the working directory under the real environment (which wins)."""
+    """Merge ``.env`` from the working directory under the real environment (which wins).
+
+    ``on_note`` hears what the user should know that is no error: bytes in ``.env`` that are
+    not UTF-8, read as U+FFFD.
+    """
     cwd = cwd or Path.cwd()
-    values = {**_dotenv(cwd / ".env"), **(os.environ if environ is None else environ)}
+    values = {**_dotenv(cwd / ".env", on_note), **(os.environ if environ is None else environ)}
 
     def get(name: str, default: str = "") -> str:
         return (values.get(name) or "").strip() or default
@@ -89,22 +95,18 @@ def load_settings(
     )
 
 
-def _dotenv(path: Path) -> dict[str, str]:
-    """The values in ``.env``, if there is one. Bytes that are not UTF-8 are pointed out."""
+def _dotenv(path: Path, on_note: Callable[[str], None]) -> dict[str, str]:
+    """The values in ``.env``, if there is one. A stray byte (a comment saved in Latin-1) should
+    not stop the agent; one in a key is refused as a key next."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
-            "save it as UTF-8"
-        ) from exc
+    text, replaced = decode(raw)
+    if replaced:
+        on_note(f"note: bytes in {path} that are not UTF-8 were replaced with \ufffd")
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
