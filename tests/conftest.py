@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import pytest
 
 from openai_basic.cli import main
 from openai_basic.settings import Settings
+from openai_basic.tools import ToolFunction
 from tests.fakes.acontext_server import FakeAcontext, start_fake_acontext
 from tests.fakes.openai_server import FakeOpenAI, start_fake_openai
 
@@ -169,12 +170,17 @@ def cli(
 ) -> Callable[..., Run]:
     """Runs ``main(ARGS)`` in this process, as the ``agent`` fixture's command would run."""
 
-    def run(*args: str, input: bytes = b"", env: Mapping[str, str] | None = None) -> Run:
+    def run(
+        *args: str,
+        input: bytes = b"",
+        env: Mapping[str, str] | None = None,
+        tools: Iterable[ToolFunction] | None = None,
+    ) -> Run:
         for name, value in {**agent.env, **(env or {})}.items():
             if name not in ("PATH", "HOME"):
                 monkeypatch.setenv(name, value)
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(input)))
-        code = main(list(args))
+        code = main(list(args), tools=tools)
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
 

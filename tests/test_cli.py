@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import AgentCommand, Terminal, wait_for
+import pytest
+
+from tests.conftest import AgentCommand, Run, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import (
     FakeOpenAI,
@@ -16,6 +19,8 @@ from tests.fakes.openai_server import (
     text,
     tool_calls,
 )
+
+Cli = Callable[..., Run]
 
 
 def only_session(acontext: FakeAcontext) -> str:
@@ -280,3 +285,84 @@ def test_the_template_still_builds_after_acontext_create_renames_it(tmp_path: Pa
         (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
         assert "agent = openai_basic.cli:main" in archive.read(entry_points).decode()
     assert "openai_basic/cli.py" in names
+
+
+def test_a_history_the_model_refuses_is_named_as_the_problem(cli: Cli, model: FakeOpenAI) -> None:
+    refusal = (
+        "An assistant message with 'tool_calls' must be followed by tool messages responding to "
+        "each 'tool_call_id'. The following tool_call_ids did not have response messages: call_1"
+    )
+    model.script(error(400, refusal))
+    run = cli("hi")
+    assert run.code == 1
+    assert run.stderr.splitlines()[-1] == (
+        f"error: OpenAI: the stored conversation is not valid for the model ({refusal}); "
+        "inspect it with: agent history SESSION_ID"
+    )
+
+
+def test_a_resumed_history_the_model_server_finds_invalid_is_named(
+    cli: Cli, acontext: FakeAcontext
+) -> None:
+    session_id = acontext.add_session(
+        configs={"agent": "openai-basic"},
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "tool", "tool_call_id": "call_9", "content": "orphan"},
+        ],
+    )
+    run = cli("--resume", session_id, "go on")
+    assert run.code == 1
+    assert run.stderr.splitlines()[-1] == (
+        "error: OpenAI: the stored conversation is not valid for the model (Invalid parameter: "
+        "messages with role 'tool' must be a response to a preceding message with 'tool_calls' "
+        "(messages[2] answers 'call_9', but the message before it is not an assistant message "
+        "with tool_calls).); inspect it with: agent history SESSION_ID"
+    )
+
+
+@pytest.mark.parametrize(
+    "refusal, code, line",
+    [
+        (
+            "registry.ollama.ai/library/gemma:2b does not support tools",
+            2,
+            "error: model 'gpt-4o-mini' rejected the tools (registry.ollama.ai/library/gemma:2b "
+            "does not support tools); choose a model with tool calling (OPENAI_MODEL)",
+        ),
+        (
+            "Invalid schema for function 'get_weather': 'additionalProperties' is required",
+            1,
+            "error: OpenAI: HTTP 400: Invalid schema for function 'get_weather': "
+            "'additionalProperties' is required",
+        ),
+    ],
+    ids=["no-tool-calling", "a-schema-problem"],
+)
+def test_only_a_model_without_tool_calling_is_told_to_choose_another(
+    cli: Cli, model: FakeOpenAI, refusal: str, code: int, line: str
+) -> None:
+    model.script(error(400, refusal))
+    run = cli("hi")
+    assert (run.code, run.stderr.splitlines()[-1]) == (code, line)
+
+
+def test_a_key_that_cannot_go_in_a_header_exits_2_with_one_line(cli: Cli) -> None:
+    run = cli("hi", env={"OPENAI_API_KEY": "sk-tést"})
+    assert (run.code, run.stderr) == (
+        2,
+        "error: OPENAI_API_KEY contains characters that cannot be sent in an HTTP header "
+        "(non-ASCII or control characters); check .env and the environment\n",
+    )
+
+
+def test_a_dotenv_that_is_not_utf8_is_used_with_a_note(
+    cli: Cli, model: FakeOpenAI, tmp_path: Path
+) -> None:
+    model.responder = echo_responder
+    (tmp_path / ".env").write_bytes(b"# cl\xe9 OpenAI\nOPENAI_MODEL=gpt-caf\xe9\n")
+    run = cli("hi")
+    assert run.code == 0, run.stderr
+    note = f"note: bytes in {tmp_path / '.env'} that are not UTF-8 were replaced with \ufffd\n"
+    assert run.stderr.startswith(note) and run.stderr.count(note) == 1
+    assert model.requests[0]["model"] == "gpt-caf\ufffd"

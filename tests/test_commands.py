@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import AgentCommand
+from tests.conftest import AgentCommand, Run
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
+
+Cli = Callable[..., Run]
 
 
 def test_sessions_lists_this_agents_sessions_newest_first(
@@ -170,3 +173,36 @@ def test_usage_is_shown_per_turn_and_for_the_session(
         35,
         3,
     )
+
+
+def test_doctor_masks_keys_in_the_user_info_of_urls(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    acontext.stop()  # the error line names the URL too
+    run = cli(
+        "doctor",
+        env={
+            "ACONTEXT_BASE_URL": acontext.base_url.replace("://", "://user:sk-ac-secret-in-url@"),
+            "OPENAI_BASE_URL": model.base_url.replace("://", "://sk-openai-secret-in-url@"),
+        },
+    )
+    assert "secret-in-url" not in run.stdout + run.stderr
+    masked = acontext.base_url.replace("://", "://…@")
+    assert f"  OPENAI_BASE_URL    {model.base_url.replace('://', '://…@')}" in run.stdout
+    assert f"  ACONTEXT_BASE_URL  {masked}" in run.stdout
+    assert f"Acontext: cannot reach {masked} (" in run.stdout
+
+
+def test_a_system_file_that_is_not_utf8_is_used_with_a_note(
+    cli: Cli, model: FakeOpenAI, tmp_path: Path
+) -> None:
+    model.responder = echo_responder
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_bytes(b"be brief \xff\n")
+    run = cli("--system-file", str(prompt_file), "hi")
+    assert run.code == 0
+    note = (
+        f"note: bytes in --system-file {prompt_file} that are not UTF-8 were replaced with \ufffd\n"
+    )
+    assert run.stderr.startswith(note) and run.stderr.count(note) == 1
+    assert model.requests[0]["messages"][0] == {"role": "system", "content": "be brief \ufffd"}

@@ -52,3 +52,36 @@ def test_a_local_openai_compatible_server_needs_no_key(tmp_path: Path) -> None:
 def test_a_bad_iteration_limit_is_a_clear_error(tmp_path: Path, raw: str) -> None:
     with pytest.raises(ConfigError, match="AGENT_MAX_ITERATIONS must be a whole number"):
         load_settings({"OPENAI_API_KEY": "k", "AGENT_MAX_ITERATIONS": raw}, cwd=tmp_path)
+
+
+def test_a_dotenv_that_is_not_utf8_is_read_with_a_note(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"OPENAI_API_KEY=sk-1\nAGENT_SYSTEM_PROMPT=R\xe9ponds\n")
+    notes: list[str] = []
+    settings = load_settings({}, cwd=tmp_path, on_note=notes.append)
+    assert (settings.openai_api_key, settings.system_prompt) == ("sk-1", "R\ufffdponds")
+    assert notes == [
+        f"note: bytes in {tmp_path / '.env'} that are not UTF-8 were replaced with \ufffd"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, key", [("OPENAI_API_KEY", "sk-tést"), ("ACONTEXT_API_KEY", "sk-ac-\x01key")]
+)
+def test_a_key_that_cannot_go_in_a_header_is_a_clear_error(
+    tmp_path: Path, name: str, key: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OPENAI_API_KEY": "sk-1", name: key}, cwd=tmp_path)
+    assert str(raised.value) == (
+        f"{name} contains characters that cannot be sent in an HTTP header "
+        "(non-ASCII or control characters); check .env and the environment"
+    )
+
+
+@pytest.mark.parametrize("raw", ["inf", "nan", "Infinity"])
+@pytest.mark.parametrize(
+    "name", ["AGENT_TOOL_TIMEOUT_SECONDS", "AGENT_TASK_WAIT_SECONDS", "AGENT_SYNC_WAIT_SECONDS"]
+)
+def test_seconds_that_never_end_are_a_clear_error(tmp_path: Path, name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be a number of seconds, not '{raw}'"):
+        load_settings({"OPENAI_API_KEY": "k", name: raw}, cwd=tmp_path)

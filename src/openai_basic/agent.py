@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from openai_basic.errors import ConfigError, ServiceError
+from openai_basic.errors import AgentError, ConfigError, ServiceError
 from openai_basic.text import valid
 from openai_basic.tools import ToolCall, ToolRegistry, ToolResult
 
@@ -26,6 +26,11 @@ LIMIT_NOTE = (
     "You have reached the limit of tool calls for this turn. "
     "Answer the user now with what you have, without calling tools."
 )
+# How model servers (OpenAI and compatible ones) word a 400 about a history they will not take,
+# such as a tool message without its call or a call left unanswered ...
+BAD_HISTORY_WORDS = ("tool_call_id", "with 'tool_calls'", "role 'tool'", "messages[", "messages.[")
+# ... and about tools from a model that has no tool calling.
+NO_TOOLS_WORDS = ("support", "unknown parameter", "unrecognized", "auto-tool-choice")
 
 
 class MessageSink(Protocol):
@@ -178,12 +183,7 @@ def _complete(llm: _Model, turn: _Turn, *, last_call: bool = False) -> Message:
             if strict and "strict" in text.lower():  # a server without strict schemas
                 strict = False
                 continue
-            if any(word in text.lower() for word in ("tool", "function")):
-                raise ConfigError(
-                    f"model {llm.model!r} rejected the tools ({text}); choose a model with tool "
-                    "calling (OPENAI_MODEL)"
-                ) from exc
-            raise ServiceError("OpenAI", f"HTTP 400: {text}") from exc
+            raise _rejection(llm.model, text, exc.param) from exc
         except openai.AuthenticationError as exc:
             raise ConfigError("OPENAI_API_KEY was rejected by the model server") from exc
         except openai.APIStatusError as exc:
@@ -201,6 +201,28 @@ def _complete(llm: _Model, turn: _Turn, *, last_call: bool = False) -> Message:
     turn.usage += Usage(*(usage or (0, 0)), model_calls=1, seconds=seconds)
     turn.add(message, meta)
     return message
+
+
+def _rejection(model: str, text: str, param: str | None) -> AgentError:
+    """Name what a 400 refused: the conversation so far, the tools, or something else.
+
+    Both of the first two mention tools, so the history is told apart first: choosing another
+    model does not repair a history.
+    """
+    lowered = text.lower()
+    if (param or "").startswith("messages") or any(w in lowered for w in BAD_HISTORY_WORDS):
+        return ServiceError(
+            "OpenAI",
+            f"the stored conversation is not valid for the model ({text}); "
+            "inspect it with: agent history SESSION_ID",
+        )
+    mentions_tools = "tool" in lowered or "function" in lowered
+    if mentions_tools and any(word in lowered for word in NO_TOOLS_WORDS):
+        return ConfigError(
+            f"model {model!r} rejected the tools ({text}); choose a model with tool calling "
+            "(OPENAI_MODEL)"
+        )
+    return ServiceError("OpenAI", f"HTTP 400: {text}")
 
 
 def _request(

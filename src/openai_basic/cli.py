@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from openai_basic.errors import (
     AgentError,
@@ -105,11 +105,11 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     try:
         from openai_basic.settings import load_settings
 
-        settings = load_settings(require_openai=command is None)
+        settings = load_settings(require_openai=command is None, on_note=out.status)
         out.hide(settings.openai_api_key, settings.acontext_api_key)
         if command:
             return COMMANDS[command](args, settings, out)
-        return _chat(args, _with_flags(settings, args), out, tools)
+        return _chat(args, _with_flags(settings, args, out), out, tools)
     except KeyboardInterrupt as interrupt:
         out.error("interrupted")
         return 128 + signal_number(interrupt)
@@ -158,18 +158,27 @@ def _terminate_like_ctrl_c() -> Callable[[], None]:
     return restore
 
 
-def _with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+def _with_flags(settings: Settings, args: argparse.Namespace, out: Output) -> Settings:
     system_prompt = args.system or settings.system_prompt
     if args.system_file:
-        try:
-            system_prompt = args.system_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read --system-file {args.system_file}: {exc.strerror}"
-            ) from exc
+        system_prompt = _read_system_file(args.system_file, out)
     return dataclasses.replace(
         settings, openai_model=args.model or settings.openai_model, system_prompt=system_prompt
     )
+
+
+def _read_system_file(path: Path, out: Output) -> str:
+    """The prompt in the file; a stray byte that is not UTF-8 should not cost the run."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --system-file {path}: {exc.strerror}") from exc
+    text, replaced = decode(raw)
+    if replaced:
+        out.status(
+            f"note: bytes in --system-file {path} that are not UTF-8 were replaced with \ufffd"
+        )
+    return text.strip()
 
 
 def _chat(
@@ -181,7 +190,7 @@ def _chat(
 
         registry = make_registry(settings, tools) if tools is not None else None
         return _report(run_demo(settings=settings, out=out, registry=registry), out, args.json)
-    if args.prompt is None and sys.stdin.isatty():
+    if args.prompt is None and _is_terminal(sys.stdin):
         return _interactive(args, settings, out, tools)
     prompts = _prompts(args.prompt, out)
     first = next(prompts, None)  # a usage error (an empty prompt) before any session exists
@@ -416,6 +425,10 @@ def _preload() -> None:
         pass
 
 
+def _is_terminal(stream: TextIO | None) -> bool:
+    return stream is not None and stream.isatty()  # None: the process started with it closed
+
+
 def _prompts(prompt: str | None, out: Output) -> Iterator[str]:
     """One prompt from the argument, or one per line of piped stdin (any bytes: what is not
     UTF-8 is replaced, and said once)."""
@@ -440,5 +453,7 @@ def _stdin_lines() -> Iterator[bytes]:
     if buffer is not None:
         yield from buffer
         return
-    for line in sys.stdin:  # a text stream put in its place (a test, an embedding program)
+    # A text stream put in its place (a test, an embedding program), or None when the process
+    # started with stdin closed: then there are no prompts.
+    for line in sys.stdin or ():
         yield line.encode("utf-8", "surrogatepass")

@@ -8,7 +8,7 @@ from typing import Any
 from openai_basic.acontext_api import AcontextApi
 from openai_basic.errors import AgentError
 from openai_basic.journal import JOURNAL_FILE, Journal
-from openai_basic.output import mask
+from openai_basic.output import mask, mask_urls
 from openai_basic.settings import Settings
 
 PROBE_TOOL: dict[str, Any] = {
@@ -36,13 +36,14 @@ class Check:
 
 
 def settings_lines(settings: Settings) -> list[str]:
+    """The settings in effect, with keys masked, also where a URL carries one."""
     openai_key = mask(settings.openai_api_key) if settings.openai_api_key else "(not set)"
     return [
         f"OPENAI_API_KEY     {openai_key}",
-        f"OPENAI_BASE_URL    {settings.openai_base_url or '(OpenAI)'}",
+        f"OPENAI_BASE_URL    {mask_urls(settings.openai_base_url or '(OpenAI)')}",
         f"OPENAI_MODEL       {settings.openai_model}",
         f"ACONTEXT_API_KEY   {mask(settings.acontext_api_key)}",
-        f"ACONTEXT_BASE_URL  {settings.acontext_base_url}",
+        f"ACONTEXT_BASE_URL  {mask_urls(settings.acontext_base_url)}",
         f"AGENT_STATE_DIR    {settings.state_dir}",
     ]
 

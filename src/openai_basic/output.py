@@ -6,7 +6,9 @@ are a table. Piped, everything is plain text, one line at a time. Only this modu
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,6 +27,21 @@ if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
 ARGUMENTS_SHOWN = 80
 STATUS_COLOURS = {"success": "green", "failed": "red", "running": "yellow", "pending": "blue"}
 
+# What a terminal would obey rather than show: escape sequences (a string such as OSC's runs to
+# its terminator, or unfinished to the end of the line), their 8-bit C1 forms, the C0 controls but
+# tab and newline, DEL, and the bidi overrides that make text read otherwise than it is stored.
+_CONTROLS = re.compile(
+    r"""
+      (?: \x1b[P\]X^_] | [\x90\x98\x9d\x9e\x9f] ) [^\x07\x1b\x9c\n]* (?: \x07 | \x1b\\ | \x9c )?
+    | (?: \x1b\[ | \x9b ) [0-?]* [ -/]* [@-~]?
+    | \x1b [ -/]* [0-~]?
+    | [\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]
+    """,
+    re.VERBOSE,
+)
+# The user-info of a URL (http://user:password@host) is a credential as often as a name.
+_URL_USER_INFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]+@")
+
 
 class Output:
     """Owns both streams. In JSON mode stdout carries nothing but the final JSON object."""
@@ -38,8 +55,8 @@ class Output:
         stderr: TextIO | None = None,
     ) -> None:
         self.json_mode = json_mode
-        self._out = stdout or sys.stdout
-        self._err = stderr or sys.stderr
+        self._out = stdout or sys.stdout or _Discard()  # None: started with the stream closed
+        self._err = stderr or sys.stderr or _Discard()
         self.rich_out = self._out.isatty() and not json_mode
         self.rich_err = self._err.isatty()
         self.stream = stream and self.rich_out
@@ -57,14 +74,14 @@ class Output:
     # -- stderr: status, errors, tool activity -------------------------------------------------
 
     def status(self, text: str) -> None:
-        text = self._masked(text)
+        text = self._masked(printable(text))
         if self.rich_err:
             self._console_err().print(text, style="dim", markup=False, highlight=False)
         else:
             print(text, file=self._err, flush=True)
 
     def error(self, text: str) -> None:
-        text = f"error: {self._masked(text)}"
+        text = f"error: {self._masked(printable(text))}"
         if self.rich_err:
             self._console_err().print(text, style="bold red", markup=False, highlight=False)
         else:
@@ -72,7 +89,7 @@ class Output:
 
     def tool(self, result: ToolResult) -> None:
         self._stop_live()  # text before tool calls is complete; the spinner goes on
-        arguments = " ".join(result.arguments.split())
+        arguments = " ".join(printable(result.arguments).split())
         if len(arguments) > ARGUMENTS_SHOWN:
             arguments = arguments[: ARGUMENTS_SHOWN - 1] + "…"
         outcome = "ok" if result.ok else f"error: {result.content.removeprefix('Error: ')}"
@@ -137,7 +154,7 @@ class Output:
         if self._live is None:
             self._live = Live(console=self._console_out(), refresh_per_second=12, transient=False)
             self._live.start()
-        self._live.update(Markdown(self._text))
+        self._live.update(Markdown(printable(self._text)))  # whole: a sequence may span pieces
 
     def reply(self, text: str) -> None:
         """The complete reply; printed now unless it was streamed already."""
@@ -145,6 +162,7 @@ class Output:
         self.end_reply()
         if self.json_mode or streamed:
             return
+        text = printable(text)
         if self.rich_out:
             from rich.markdown import Markdown
 
@@ -166,8 +184,9 @@ class Output:
             self._out.flush()
 
     def lines(self, lines: Iterable[str]) -> None:
+        """Lines of stored text (history, sessions) or of a report; printed as plain text."""
         for line in lines:
-            print(line, file=self._out)
+            print(self._masked(printable(line)), file=self._out)
         self._out.flush()
 
     def json(self, payload: dict[str, Any]) -> None:
@@ -208,12 +227,22 @@ class Output:
     def _masked(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, mask(secret))
-        return text
+        return mask_urls(text)
+
+
+def printable(text: str) -> str:
+    """The text without anything a terminal would obey: a model, a tool or a session wrote it."""
+    return _CONTROLS.sub("", text)
 
 
 def mask(secret: str) -> str:
     """Enough of a key to recognise it, not enough to use it."""
     return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 12 else "…"
+
+
+def mask_urls(text: str) -> str:
+    """Every URL in the text without its user-info (``http://…@host``), which may hold a key."""
+    return _URL_USER_INFO.sub(r"\1…@", text)
 
 
 def task_payload(task: Task) -> dict[str, Any]:
@@ -230,7 +259,7 @@ def _task_text(task: Task) -> str:
     lines = [f"{task.order}. [{task.status}] {task.description}"]
     lines += [f"   progress: {note}" for note in task.progresses]
     lines += [f"   preference: {note}" for note in task.user_preferences]
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _task_table(tasks: Iterable[Task]) -> Any:
@@ -246,12 +275,23 @@ def _task_table(tasks: Iterable[Task]) -> Any:
     for task in tasks:
         table.add_row(
             str(task.order),
-            Text(task.description),
-            Text(task.status, style=STATUS_COLOURS.get(task.status, "")),
-            Text("\n".join(task.progresses) or "—", style="" if task.progresses else "dim"),
-            Text(
-                "\n".join(task.user_preferences) or "—",
-                style="" if task.user_preferences else "dim",
-            ),
+            Text(printable(task.description)),
+            Text(printable(task.status), style=STATUS_COLOURS.get(task.status, "")),
+            _notes(task.progresses),
+            _notes(task.user_preferences),
         )
     return table
+
+
+def _notes(notes: Iterable[str]) -> Any:
+    from rich.text import Text
+
+    text = printable("\n".join(notes))
+    return Text(text) if text else Text("—", style="dim")
+
+
+class _Discard(io.StringIO):
+    """Where a closed stream's output goes: nowhere, without failing."""
+
+    def write(self, text: str) -> int:
+        return len(text)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 from openai_basic.errors import ConfigError
+from openai_basic.text import decode
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_ACONTEXT_API_KEY = "sk-ac-your-root-api-bearer-token"
@@ -43,18 +46,21 @@ def load_settings(
     *,
     cwd: Path | None = None,
     require_openai: bool = True,
+    on_note: Callable[[str], None] = lambda note: None,
 ) -> Settings:
-    """Merge ``.env`` from the working directory under the real environment (which wins)."""
+    """Merge ``.env`` from the working directory under the real environment (which wins).
+
+    ``on_note`` hears what the user should know that is no error: bytes in ``.env`` that are
+    not UTF-8, read as U+FFFD.
+    """
     cwd = cwd or Path.cwd()
-    env_file = cwd / ".env"
-    from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-    values = {**from_file, **(os.environ if environ is None else environ)}
+    values = {**_dotenv(cwd / ".env", on_note), **(os.environ if environ is None else environ)}
 
     def get(name: str, default: str = "") -> str:
         return (values.get(name) or "").strip() or default
 
     base_url = get("OPENAI_BASE_URL") or None
-    api_key = get("OPENAI_API_KEY")
+    api_key = _header_value(get("OPENAI_API_KEY"), "OPENAI_API_KEY")
     if not api_key and base_url is not None:
         api_key = "not-needed"  # OpenAI-compatible local servers often need no key
     if not api_key and require_openai:
@@ -65,7 +71,9 @@ def load_settings(
         openai_api_key=api_key,
         openai_base_url=base_url,
         openai_model=get("OPENAI_MODEL", DEFAULT_MODEL),
-        acontext_api_key=get("ACONTEXT_API_KEY", DEFAULT_ACONTEXT_API_KEY),
+        acontext_api_key=_header_value(
+            get("ACONTEXT_API_KEY", DEFAULT_ACONTEXT_API_KEY), "ACONTEXT_API_KEY"
+        ),
         acontext_base_url=get("ACONTEXT_BASE_URL", DEFAULT_ACONTEXT_BASE_URL).rstrip("/"),
         system_prompt=get("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
         max_iterations=_positive_int(get("AGENT_MAX_ITERATIONS", "10"), "AGENT_MAX_ITERATIONS"),
@@ -87,6 +95,31 @@ def load_settings(
     )
 
 
+def _dotenv(path: Path, on_note: Callable[[str], None]) -> dict[str, str]:
+    """The values in ``.env``, if there is one. A stray byte (a comment saved in Latin-1) should
+    not stop the agent; one in a key is refused as a key next."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    text, replaced = decode(raw)
+    if replaced:
+        on_note(f"note: bytes in {path} that are not UTF-8 were replaced with \ufffd")
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def _header_value(key: str, name: str) -> str:
+    """A key goes in an HTTP header, which takes printable ASCII only; say so before a request."""
+    if key.isascii() and key.isprintable():
+        return key
+    raise ConfigError(
+        f"{name} contains characters that cannot be sent in an HTTP header "
+        "(non-ASCII or control characters); check .env and the environment"
+    )
+
+
 def _positive_int(raw: str, name: str, least: int = 1) -> int:
     try:
         value = int(raw)
@@ -102,7 +135,7 @@ def _seconds(raw: str, name: str) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not 0 <= value < math.inf:  # float() also reads "inf" and "nan"
         raise ConfigError(f"{name} must be a number of seconds, not {raw!r}")
     return value
 
