@@ -156,3 +156,38 @@ def test_started_with_stdin_and_stdout_closed_it_says_there_is_no_prompt(
         timeout=60,
     )
     assert (done.returncode, done.stderr) == (0, "no prompt given\n")
+
+
+def test_a_reader_that_goes_away_ends_nothing_but_the_output(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    """`agent hi | head -1`: the rest of the run goes on, and the conversation is kept."""
+    long_reply = "\n".join(f"line {i}" for i in range(30_000))  # more than a pipe holds
+    model.script(text(long_reply))
+    process = agent.start("hi")
+    assert process.stdout.readline() == "line 0\n"
+    process.stdout.close()  # as `head -1` does
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+    (session_id,) = acontext.session_ids()
+    assert acontext.stored_messages(session_id)[1]["content"] == long_reply
+    assert acontext.session(session_id).tasks  # the run went on to the tasks
+
+
+def test_a_transcript_piped_into_head_ends_quietly(
+    agent: AgentCommand, acontext: FakeAcontext
+) -> None:
+    said = [{"role": "user", "content": f"question {i} " + "word " * 20} for i in range(3000)]
+    session_id = acontext.add_session(messages=said)  # more than a pipe holds
+    done = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; '{AGENT}' history {session_id} | head -1"],
+        capture_output=True,
+        text=True,
+        env=dict(agent.env),
+        cwd=agent.cwd,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == f"you: {said[0]['content']}\n"

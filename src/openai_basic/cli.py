@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import os
 import signal
 import sys
 import threading
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     out = Output(
         json_mode=getattr(args, "json", False), stream=not getattr(args, "no_stream", True)
     )
+    _fill_closed_descriptors()
     _tolerate_any_bytes()
     restore = _terminate_like_ctrl_c()
     try:
@@ -124,6 +126,19 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
         return EXIT_FAILED
     finally:
         restore()
+
+
+def _fill_closed_descriptors() -> None:
+    """Give a standard descriptor closed at start the null device, so that the journal's file
+    can never be opened as 0, 1 or 2 and receive what is meant for a terminal."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def _tolerate_any_bytes() -> None:

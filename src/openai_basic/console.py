@@ -32,7 +32,7 @@ EXIT_COMMANDS = ("/exit", "/quit")
 
 def read_line(prompt: str = PROMPT) -> str:
     """Read a line; the prompt goes to stdout only when it is the terminal, else to stderr."""
-    if sys.stdout.isatty():
+    if sys.stdout is not None and sys.stdout.isatty():
         return valid(input(prompt))
     print(prompt, end="", file=sys.stderr, flush=True)
     return valid(input())

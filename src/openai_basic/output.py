@@ -6,13 +6,15 @@ are a table. Piped, everything is plain text, one line at a time. Only this modu
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
     from rich.console import Console
@@ -55,8 +57,9 @@ class Output:
         stderr: TextIO | None = None,
     ) -> None:
         self.json_mode = json_mode
-        self._out = stdout or sys.stdout or _Discard()  # None: started with the stream closed
-        self._err = stderr or sys.stderr or _Discard()
+        # a TextIO in all but name: what rich and print use of one, it has
+        self._out = cast(TextIO, _Guarded(stdout or sys.stdout))
+        self._err = cast(TextIO, _Guarded(stderr or sys.stderr))
         self.rich_out = self._out.isatty() and not json_mode
         self.rich_err = self._err.isatty()
         self.stream = stream and self.rich_out
@@ -290,8 +293,43 @@ def _notes(notes: Iterable[str]) -> Any:
     return Text(text) if text else Text("—", style="dim")
 
 
-class _Discard(io.StringIO):
-    """Where a closed stream's output goes: nowhere, without failing."""
+class _Guarded(io.TextIOBase):
+    """A stream whose reader may go away (``agent hi | head -1``, a closed terminal, a stream
+    closed at start): from then on its output goes nowhere instead of raising, and the run
+    goes on to keep the conversation."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+        self.gone = stream is None
 
     def write(self, text: str) -> int:
+        if self._stream is not None and not self.gone:
+            try:
+                self._stream.write(text)
+            except OSError:  # BrokenPipeError, EIO
+                self._give_up()
         return len(text)
+
+    def flush(self) -> None:
+        if self._stream is not None and not self.gone:
+            try:
+                self._stream.flush()
+            except OSError:
+                self._give_up()
+
+    def isatty(self) -> bool:
+        return self._stream is not None and not self.gone and self._stream.isatty()
+
+    def fileno(self) -> int:
+        if self._stream is None:
+            raise io.UnsupportedOperation("closed at start")
+        return self._stream.fileno()
+
+    def _give_up(self) -> None:
+        """Point the descriptor at the null device too, so that the interpreter's own flush at
+        exit does not fail on what is left in the stream's buffer."""
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.fileno())
+            os.close(null)

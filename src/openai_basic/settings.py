@@ -12,7 +12,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from openai_basic.errors import ConfigError
-from openai_basic.text import decode
+from openai_basic.text import decode, valid
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_ACONTEXT_API_KEY = "sk-ac-your-root-api-bearer-token"
@@ -57,7 +57,7 @@ def load_settings(
     values = {**_dotenv(cwd / ".env", on_note), **(os.environ if environ is None else environ)}
 
     def get(name: str, default: str = "") -> str:
-        return (values.get(name) or "").strip() or default
+        return valid(values.get(name) or "").strip() or default
 
     base_url = get("OPENAI_BASE_URL") or None
     api_key = _header_value(get("OPENAI_API_KEY"), "OPENAI_API_KEY")
