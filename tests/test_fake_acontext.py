@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ import pytest
 from acontext import AcontextClient
 from acontext.errors import APIError, TransportError
 
+from tests.conftest import wait_for
 from tests.fakes.acontext_server import (
     FakeAcontext,
     RecordedRequest,
@@ -592,3 +595,75 @@ def test_latency_is_applied(private: Private) -> None:
     started = time.monotonic()
     client.ping()
     assert time.monotonic() - started >= 0.05
+
+
+def test_latency_range_draws_from_a_seeded_random() -> None:
+    fake = FakeAcontext(latency_range=(0.05, 0.3), seed=11)
+    expected = random.Random(11)
+    draws = [fake.next_latency() for _ in range(20)]
+    assert draws == [expected.uniform(0.05, 0.3) for _ in range(20)]
+    fake.latency_range = None
+    fake.latency = 0.01
+    assert fake.next_latency() == 0.01
+
+
+def test_latency_range_is_applied(private: Private) -> None:
+    fake, client = private
+    fake.latency_range = (0.05, 0.06)
+    started = time.monotonic()
+    client.ping()
+    assert time.monotonic() - started >= 0.05
+
+
+def test_stop_and_restart_from_another_thread_while_requests_are_in_flight(
+    private: Private,
+) -> None:
+    fake, client = private
+    sid = client.sessions.create().id
+    fake.latency = 0.3
+    outcomes: list[str] = []
+
+    def store(i: int) -> None:
+        try:
+            client.sessions.store_message(sid, blob={"role": "user", "content": f"m{i}"})
+            outcomes.append("stored")
+        except TransportError:
+            outcomes.append("cut")
+
+    senders = [threading.Thread(target=store, args=(i,)) for i in range(6)]
+    for sender in senders:
+        sender.start()
+    wait_for(lambda: len(fake.requests) == 7)  # every request is read; each sleeps its latency
+    stopper = threading.Thread(target=fake.stop)
+    stopper.start()
+    stopper.join()
+    for sender in senders:
+        sender.join()
+    assert outcomes == ["cut"] * 6
+    # requests already read are still applied after their latency; their answers are lost
+    wait_for(lambda: len(fake.stored_messages(sid)) == 6)
+    with pytest.raises(TransportError):
+        client.ping()
+
+    fake.latency = 0
+    restarter = threading.Thread(target=fake.restart)
+    restarter.start()
+    restarter.join()
+    assert client.ping() == "pong"
+
+
+def test_flapping_stops_and_restarts_until_the_block_ends(private: Private) -> None:
+    fake, client = private
+    seen: set[str] = set()
+    with fake.flapping(up=(0.05, 0.1), down=(0.05, 0.1), seed=3) as outages:
+
+        def flapped_and_seen_both() -> bool:
+            try:
+                seen.add(client.ping())
+            except TransportError:
+                seen.add("down")
+            return len(outages) >= 3 and seen == {"pong", "down"}
+
+        wait_for(flapped_and_seen_both, seconds=60)
+    assert all(0.05 <= outage <= 0.1 for outage in outages)
+    assert client.ping() == "pong"  # up for good after the block

@@ -37,12 +37,14 @@ import contextlib
 import copy
 import json
 import math
+import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -605,6 +607,11 @@ class _Server(ThreadingHTTPServer):
         self.fake = fake
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about connections that :meth:`FakeAcontext.stop` cut mid-request."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -616,13 +623,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.fake._track(self.connection, add=True)
+        self.server.fake._track(self.connection, add=True, server=self.server)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.fake._track(self.connection, add=False)
+            self.server.fake._track(self.connection, add=False, server=self.server)
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -695,6 +702,9 @@ class FakeAcontext:
         base_url: ``http://127.0.0.1:<port>/api/v1`` once started.
         project_id: the project id put on sessions and tasks.
         latency: seconds slept before answering every request.
+        latency_range: when set, ``(low, high)``: each request sleeps a random time in it
+            instead, drawn from ``random`` (a ``random.Random`` seeded with ``seed``, so a
+            test can reproduce the draws; see :meth:`next_latency`).
         flush_batch: at most this many pending messages are processed per flush.
         flush_delay: seconds a flush sleeps (its batch shows as ``in_process`` meanwhile).
         flush_status / flush_errmsg: what flush answers; a status other than 200 simulates a
@@ -704,8 +714,13 @@ class FakeAcontext:
         requests: every request received, in order (:class:`RecordedRequest`).
 
     Methods: :meth:`fail_next`, :meth:`stored_messages`, :meth:`stored_metas`,
-    :meth:`session`, :meth:`add_session`, :meth:`stop`, :meth:`restart`; usable as a context
-    manager (``__exit__`` stops it).
+    :meth:`session`, :meth:`add_session`, :meth:`stop`, :meth:`restart`, :meth:`flapping`;
+    usable as a context manager (``__exit__`` stops it).
+
+    :meth:`stop`, :meth:`start` and :meth:`restart` may be called from any thread while
+    requests are in flight.  A request the fake had already read when it stopped is still
+    applied, and its answer is lost with the cut connection, as when a server dies after
+    committing.
     """
 
     _ROUTE_NAMES: ClassVar[frozenset[str]] = frozenset(
@@ -717,6 +732,8 @@ class FakeAcontext:
         *,
         api_key: str = DEFAULT_API_KEY,
         latency: float = 0.0,
+        latency_range: tuple[float, float] | None = None,
+        seed: int | None = None,
         flush_batch: int = 32,
         flush_delay: float = 0.0,
         flush_status: int = 200,
@@ -726,6 +743,8 @@ class FakeAcontext:
     ) -> None:
         self.api_key = api_key
         self.latency = latency
+        self.latency_range = latency_range
+        self.random = random.Random(seed)
         self.flush_batch = flush_batch
         self.flush_delay = flush_delay
         self.flush_status = flush_status
@@ -753,7 +772,7 @@ class FakeAcontext:
         with self._lock:
             if self._server is not None:
                 return self
-            server = _Server(("127.0.0.1", self.port), self)
+            server = self._bind()
             self.port = int(server.server_address[1])
             self.base_url = f"http://127.0.0.1:{self.port}{API_PREFIX}"
             self._server = server
@@ -788,6 +807,46 @@ class FakeAcontext:
         self.stop()
         self.start()
 
+    @contextlib.contextmanager
+    def flapping(
+        self,
+        *,
+        up: tuple[float, float],
+        down: tuple[float, float],
+        seed: int | None = None,
+    ) -> Iterator[list[float]]:
+        """Stop and restart the fake from a background thread while the block runs: up for a
+        random time in ``up`` seconds, down for one in ``down``, drawn from a
+        ``random.Random(seed)``.  Yields the list of outage lengths so far; on leaving the
+        block the flapping ends and the fake is serving."""
+        rng = random.Random(seed)
+        done = threading.Event()
+        outages: list[float] = []
+
+        def flap() -> None:
+            while not done.wait(rng.uniform(*up)):
+                self.stop()
+                outages.append(rng.uniform(*down))
+                done.wait(outages[-1])
+                self.start()
+
+        thread = threading.Thread(target=flap, name=f"fake-acontext-flap-{self.port}", daemon=True)
+        thread.start()
+        try:
+            yield outages
+        finally:
+            done.set()
+            thread.join()
+            self.start()
+
+    def next_latency(self) -> float:
+        """The seconds the next request sleeps: a draw from ``latency_range`` when it is set,
+        otherwise ``latency``."""
+        with self._lock:
+            if self.latency_range is not None:
+                return self.random.uniform(*self.latency_range)
+            return self.latency
+
     def __enter__(self) -> FakeAcontext:
         return self.start()
 
@@ -799,12 +858,27 @@ class FakeAcontext:
     ) -> None:
         self.stop()
 
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
+    def _bind(self) -> _Server:
+        """The server socket; rebinding the same port is retried for a while, in case a
+        client's outgoing connection took it as its local port while the fake was down."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return _Server(("127.0.0.1", self.port), self)
+            except OSError:
+                if not self.port or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _track(self, conn: socket.socket, *, add: bool, server: _Server) -> None:
         with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
+            if not add:
                 self._connections.discard(conn)
+            elif server is self._server:
+                self._connections.add(conn)
+            else:  # accepted just before stop() took its list of connections: cut it too
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     # -- test hooks ---------------------------------------------------------
 
@@ -985,8 +1059,6 @@ class FakeAcontext:
         authorization: str | None,
     ) -> tuple[int, dict[str, Any]] | None:
         """Answer one request: ``(http_status, envelope)``, or None to drop the connection."""
-        if self.latency > 0:
-            time.sleep(self.latency)
         body: Any = None
         parse_failed = False
         if raw_body:
@@ -999,6 +1071,9 @@ class FakeAcontext:
         route = route or "/"
         with self._lock:
             self.requests.append(RecordedRequest(method, route, dict(query), body))
+        delay = self.next_latency()  # after recording: a test can see a request in flight
+        if delay > 0:
+            time.sleep(delay)
         rule = self._take_rule(route, raw_body)
         if rule is not None and rule.delay:
             time.sleep(rule.delay)
