@@ -90,3 +90,15 @@ def test_a_full_disk_mid_conversation_keeps_the_reply_and_the_messages(
         assert chat.mirror.unsent() == 0
         stored = acontext.stored_messages(chat.session_id)
     assert [m["content"] for m in stored] == ["one", "first", "two " * 5000, "second"]
+
+
+def test_read_only_commands_make_no_journal(
+    cli: Cli, acontext: FakeAcontext, tmp_path: Path
+) -> None:
+    session_id = acontext.add_session(
+        configs={"agent": "openai-basic"}, messages=[{"role": "user", "content": "hi"}]
+    )
+    (tmp_path / ".agent").mkdir()  # the folder may exist (the line history lives there)
+    for args in (["tasks", session_id], ["history", session_id], ["sessions"], ["doctor"]):
+        cli(*args)
+        assert list((tmp_path / ".agent").iterdir()) == [], args

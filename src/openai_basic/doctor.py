@@ -55,8 +55,8 @@ def run_checks(settings: Settings) -> list[Check]:
 def check_journal(settings: Settings) -> Check:
     """The state folder works, and what its journal still has to send."""
     name = f"journal in {settings.state_dir}"
-    if not (settings.state_dir / JOURNAL_FILE).exists() and not settings.state_dir.exists():
-        return Check(name, True, "not created yet")
+    if not (settings.state_dir / JOURNAL_FILE).exists() and not settings.state_dir.is_file():
+        return Check(name, True, "not created yet")  # and a check makes none
     try:
         journal = Journal(settings.state_dir)
         try:
