@@ -13,6 +13,7 @@ process that holds it, so a crashed sender never blocks the others.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import sqlite3
@@ -145,21 +146,19 @@ class Journal:
 
     def skip(self, client_id: str) -> list[Entry]:
         """Give up on a rejected message, and on the tool answers to its tool calls."""
-        rows = self._rows(
-            "SELECT * FROM messages m WHERE client_id = ? AND state = ?", client_id, REJECTED
-        )
-        if not rows:
+        found = self._entries("WHERE client_id = ? AND state = ?", client_id, REJECTED)
+        if not found:
             raise ConfigError(f"no rejected message {client_id!r} in {self.path}")
-        skipped = [rows[0]]
-        call_ids = {call.get("id") for call in rows[0].message.get("tool_calls") or []}
-        for entry in self.unsent(rows[0].session_id):
-            if entry.seq <= rows[0].seq:
-                continue
-            if entry.message.get("role") != "tool" or entry.message.get("tool_call_id") not in (
-                call_ids
-            ):
-                break
-            skipped.append(entry)
+        rejected = found[0]
+        calls = {call.get("id") for call in rejected.message.get("tool_calls") or []}
+        after = (entry for entry in self.unsent(rejected.session_id) if entry.seq > rejected.seq)
+        answers = itertools.takewhile(
+            lambda entry: (
+                entry.message.get("role") == "tool" and entry.message.get("tool_call_id") in calls
+            ),
+            after,
+        )
+        skipped = [rejected, *answers]
         for entry in skipped:
             self._run("UPDATE messages SET state = ? WHERE seq = ?", SKIPPED, entry.seq)
         return skipped
@@ -182,17 +181,16 @@ class Journal:
 
     def sendable(self, session_id: str) -> list[Entry]:
         """A session's unsent messages in order; none while a rejected message holds it."""
-        return self._rows(
-            f"SELECT * FROM messages m WHERE state = ? AND session_id = ? AND NOT {_HELD} "
-            "ORDER BY seq",
+        return self._entries(
+            f"WHERE state = ? AND session_id = ? AND NOT {_HELD} ORDER BY seq",
             WAITING,
             session_id,
         )
 
     def unsent(self, session_id: str) -> list[Entry]:
         """A session's messages not in Acontext yet, rejected ones included, in order."""
-        return self._rows(
-            "SELECT * FROM messages m WHERE state IN (?, ?) AND session_id = ? ORDER BY seq",
+        return self._entries(
+            "WHERE state IN (?, ?) AND session_id = ? ORDER BY seq",
             WAITING,
             REJECTED,
             session_id,
@@ -236,9 +234,7 @@ class Journal:
         """Every message of a session, whatever its state, in order."""
         return [
             entry.message
-            for entry in self._rows(
-                "SELECT * FROM messages m WHERE session_id = ? ORDER BY seq", session_id
-            )
+            for entry in self._entries("WHERE session_id = ? ORDER BY seq", session_id)
         ]
 
     @contextmanager
@@ -269,15 +265,14 @@ class Journal:
         with self._lock, self._errors():
             self._db.execute(sql, params)
 
-    def _rows(self, sql: str, *params: Any) -> list[Entry]:
-        """Rows of ``messages`` as entries; text an older version stored unencodable is repaired."""
-        sql = sql.replace("SELECT *", "SELECT seq, session_id, client_id, blob, meta, attempted")
+    def _entries(self, where: str, *params: Any) -> list[Entry]:
+        """The messages ``where`` says, as entries (``m`` names the row)."""
         with self._lock, self._errors():
-            rows = self._db.execute(sql, params).fetchall()
-            return [
-                Entry(r[0], r[1], r[2], valid_data(json.loads(r[3])), json.loads(r[4]), bool(r[5]))
-                for r in rows
-            ]
+            rows = self._db.execute(
+                "SELECT seq, session_id, client_id, blob, meta, attempted FROM messages m " + where,
+                params,
+            ).fetchall()
+            return [_entry(*row) for row in rows]
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -285,6 +280,14 @@ class Journal:
             yield
         except (sqlite3.Error, ValueError) as exc:  # ValueError: a row that is not JSON
             raise JournalError(_explain(self.path, exc)) from exc
+
+
+def _entry(
+    seq: int, session_id: str, client_id: str, blob: str, meta: str, attempted: int
+) -> Entry:
+    """An entry; text an older version stored unencodable is repaired on the way."""
+    message, meta_data = valid_data(json.loads(blob)), valid_data(json.loads(meta))
+    return Entry(seq, session_id, client_id, message, meta_data, bool(attempted))
 
 
 def kind(message: dict[str, Any]) -> str:
