@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from openai_basic.conversation import ChatOutcome, chat
+from openai_basic.conversation import ChatOutcome, chat, make_registry
 from openai_basic.output import Output
 from openai_basic.settings import Settings
 from openai_basic.tools import ToolRegistry
@@ -27,6 +27,7 @@ def _echoed(prompts: tuple[str, ...], out: Output) -> Iterator[str]:
 def run_demo(
     *, settings: Settings, out: Output, registry: ToolRegistry | None = None
 ) -> ChatOutcome:
+    registry = registry if registry is not None else make_registry(settings)  # one for both acts
     out.status("demo: planning a trip")
     trip = chat(settings=settings, prompts=_echoed(TRIP, out), out=out, registry=registry)
     out.tasks(trip.report)
