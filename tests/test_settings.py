@@ -85,3 +85,23 @@ def test_a_key_that_cannot_go_in_a_header_is_a_clear_error(
 def test_seconds_that_never_end_are_a_clear_error(tmp_path: Path, name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=f"{name} must be a number of seconds, not '{raw}'"):
         load_settings({"OPENAI_API_KEY": "k", name: raw}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "raw, strict",
+    [
+        *[("true", True), ("Yes", True), ("on", True), ("1", True), ("", True)],
+        *[("false", False), ("NO", False), ("off", False), ("0", False)],
+    ],
+)
+def test_strict_tools_is_read_as_a_flag(tmp_path: Path, raw: str, strict: bool) -> None:
+    settings = load_settings({"OPENAI_API_KEY": "k", "AGENT_STRICT_TOOLS": raw}, cwd=tmp_path)
+    assert settings.strict_tools is strict
+
+
+def test_a_strict_tools_value_that_is_no_flag_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OPENAI_API_KEY": "k", "AGENT_STRICT_TOOLS": "banana"}, cwd=tmp_path)
+    assert str(raised.value) == (
+        "AGENT_STRICT_TOOLS must be true or false (or yes/no, on/off, 1/0), not 'banana'"
+    )
