@@ -11,6 +11,8 @@ from openai_basic.settings import (
     DEFAULT_ACONTEXT_API_KEY,
     DEFAULT_ACONTEXT_BASE_URL,
     DEFAULT_MODEL,
+    READERS,
+    Settings,
     load_settings,
 )
 
@@ -104,4 +106,18 @@ def test_a_strict_tools_value_that_is_no_flag_is_a_clear_error(tmp_path: Path) -
         load_settings({"OPENAI_API_KEY": "k", "AGENT_STRICT_TOOLS": "banana"}, cwd=tmp_path)
     assert str(raised.value) == (
         "AGENT_STRICT_TOOLS must be true or false (or yes/no, on/off, 1/0), not 'banana'"
+    )
+
+
+def test_env_example_and_the_readme_list_every_setting_with_its_default(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    names = ["OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENT_STATE_DIR", *READERS]
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    assert [name for name in names if f"\n{name}=" not in example] == []
+    assert [name for name in names if f"| `{name}` |" not in readme] == []
+    (tmp_path / ".env").write_text(example)
+    from_example = load_settings({"OPENAI_API_KEY": "k"}, cwd=tmp_path)
+    assert from_example == Settings(
+        openai_api_key="k", openai_base_url=None, state_dir=tmp_path / ".agent"
     )
