@@ -128,11 +128,13 @@ def _run(
 ) -> tuple[float, float, str]:
     """One conversation; ms per message of wall and of main-thread CPU, minus stub and tool."""
     from benchmarks.stub_model import StubClient
-    from openai_basic import ToolRegistry, run_agent
+    from openai_basic import AgentSpec, ToolRegistry, run_agent
     from openai_basic.mirror import AcontextMirror
 
     tool = _InstantTool()
-    registry = ToolRegistry([tool.function])
+    spec = AgentSpec(
+        model=MODEL, registry=ToolRegistry([tool.function]), system_prompt=SYSTEM_PROMPT
+    )
     client = StubClient(tool_turn=tool_turn, answer=answer)
     with scratch_dir() as state:
         mirror: AcontextMirror | None = None
@@ -154,13 +156,11 @@ def _run(
             for i in range(turns):
                 started, started_cpu = time.perf_counter(), time.thread_time()
                 run_agent(
+                    spec,
                     client=client,  # type: ignore[arg-type]
-                    model=MODEL,
-                    registry=registry,
                     history=history,
                     user_message=f"Weather, question {i}?",
                     sink=sink,
-                    system_prompt=SYSTEM_PROMPT,
                 )
                 wall += time.perf_counter() - started
                 cpu += time.thread_time() - started_cpu

@@ -153,7 +153,7 @@ def _conversation(
 
 
 def _ours(client: Any, registry: Any, prompts: list[str], url: str, key: str) -> tuple[float, str]:
-    from openai_basic import run_agent
+    from openai_basic import AgentSpec, run_agent
     from openai_basic.mirror import AcontextMirror
 
     with scratch_dir() as state:
@@ -163,17 +163,12 @@ def _ours(client: Any, registry: Any, prompts: list[str], url: str, key: str) ->
         mirror = AcontextMirror(settings)
         try:
             opened = mirror.create(model=MODEL, system_prompt=SYSTEM_PROMPT)
+            spec = AgentSpec(model=MODEL, registry=registry, system_prompt=opened.system_prompt)
             total = 0.0
             for prompt in prompts:
                 started = time.perf_counter()
                 run_agent(
-                    client=client,
-                    model=MODEL,
-                    registry=registry,
-                    history=opened.history,
-                    user_message=prompt,
-                    sink=mirror,
-                    system_prompt=opened.system_prompt,
+                    spec, client=client, history=opened.history, user_message=prompt, sink=mirror
                 )
                 total += time.perf_counter() - started
             left = mirror.sync(timeout=30)  # not timed: the copy finishes in the background

@@ -74,17 +74,15 @@ def run_turn(
     system_prompt: str,
 ) -> TurnResult:
     """One turn of the original: the loop, then one blocking ``store_message`` per new message."""
-    from openai_basic.agent import run_agent
+    from openai_basic.agent import AgentSpec, run_agent
 
     collected = _Collected()
     result = run_agent(
+        AgentSpec(model=model, registry=registry, system_prompt=system_prompt),
         client=client,
-        model=model,
-        registry=registry,
         history=history,
         user_message=prompt,
         sink=collected,
-        system_prompt=system_prompt,
     )
     for message in collected.messages:
         store.store(message)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from benchmarks.common import MODEL, Plan, Row, median
 from benchmarks.stub_model import StubClient, completion
-from openai_basic import ToolRegistry, run_agent
+from openai_basic import AgentSpec, ToolRegistry, run_agent
 from openai_basic.tools import ToolCall
 
 CALLS = 4
@@ -54,9 +54,8 @@ def tool_phase(registry: ToolRegistry, specs: list[tuple[str, str, str]]) -> tup
     client = StubClient(tool_turn=completion(None, specs), answer=completion("done"))
     history: list[dict[str, object]] = []
     result = run_agent(
+        AgentSpec(model=MODEL, registry=registry),
         client=client,  # type: ignore[arg-type]
-        model=MODEL,
-        registry=registry,
         history=history,
         user_message="look these up",
         sink=_Discard(),

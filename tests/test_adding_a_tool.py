@@ -6,7 +6,7 @@ from typing import Any
 
 from openai import OpenAI
 
-from openai_basic import ToolRegistry, run_agent
+from openai_basic import AgentSpec, ToolRegistry, run_agent
 from openai_basic.sample_tools import TOOLS as SAMPLE_TOOLS
 from tests.fakes.openai_server import FakeOpenAI, text, tool_calls
 
@@ -39,9 +39,8 @@ def test_the_model_can_use_the_exchange_rate_tool(model: FakeOpenAI) -> None:
     )
     history: list[dict[str, Any]] = []
     result = run_agent(
+        AgentSpec(model="gpt-4o-mini", registry=ToolRegistry(TOOLS)),
         client=OpenAI(api_key="sk-test", base_url=model.base_url),
-        model="gpt-4o-mini",
-        registry=ToolRegistry(TOOLS),
         history=history,
         user_message="How many dollars is a euro?",
         sink=ListSink(),

@@ -419,8 +419,18 @@ def test_valid_parallel_tool_history_is_accepted(fake: FakeOpenAI, client: opena
             },
             ".properties.where",
         ),
+        (
+            {
+                "type": "object",
+                "properties": {"unit": {"$ref": "#/$defs/Unit", "description": "The unit."}},
+                "required": ["unit"],
+                "additionalProperties": False,
+                "$defs": {"Unit": {"type": "string", "enum": ["C", "F"]}},
+            },
+            "in context .properties.unit, $ref cannot have keywords {'description'}",
+        ),
     ],
-    ids=["no-additionalProperties", "missing-required", "nested-object"],
+    ids=["no-additionalProperties", "missing-required", "nested-object", "ref-with-siblings"],
 )
 def test_invalid_strict_tool_schema_is_bad_request(
     fake: FakeOpenAI, client: openai.OpenAI, parameters: dict[str, Any], expected: str
@@ -442,6 +452,22 @@ def test_non_strict_tool_schema_is_not_checked(fake: FakeOpenAI, client: openai.
     }
     fake.script(text("ok"))
     completion = client.chat.completions.create(model=MODEL, messages=[user("hi")], tools=[tool])
+    assert completion.choices[0].message.content == "ok"
+
+
+def test_a_fake_without_strict_refuses_the_flag_and_takes_the_tool_without_it(
+    fake: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    fake.accepts_strict = False
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.chat.completions.create(model=MODEL, messages=[user("hi")], tools=[WEATHER_TOOL])
+    assert excinfo.value.message.endswith(" - Unknown parameter: 'tools[0].function.strict'.")
+    function = WEATHER_TOOL["function"].copy()
+    del function["strict"]
+    fake.script(text("ok"))
+    completion = client.chat.completions.create(
+        model=MODEL, messages=[user("hi")], tools=[{"type": "function", "function": function}]
+    )
     assert completion.choices[0].message.content == "ok"
 
 

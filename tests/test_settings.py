@@ -11,6 +11,8 @@ from openai_basic.settings import (
     DEFAULT_ACONTEXT_API_KEY,
     DEFAULT_ACONTEXT_BASE_URL,
     DEFAULT_MODEL,
+    READERS,
+    Settings,
     load_settings,
 )
 
@@ -85,3 +87,37 @@ def test_a_key_that_cannot_go_in_a_header_is_a_clear_error(
 def test_seconds_that_never_end_are_a_clear_error(tmp_path: Path, name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=f"{name} must be a number of seconds, not '{raw}'"):
         load_settings({"OPENAI_API_KEY": "k", name: raw}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "raw, strict",
+    [
+        *[("true", True), ("Yes", True), ("on", True), ("1", True), ("", True)],
+        *[("false", False), ("NO", False), ("off", False), ("0", False)],
+    ],
+)
+def test_strict_tools_is_read_as_a_flag(tmp_path: Path, raw: str, strict: bool) -> None:
+    settings = load_settings({"OPENAI_API_KEY": "k", "AGENT_STRICT_TOOLS": raw}, cwd=tmp_path)
+    assert settings.strict_tools is strict
+
+
+def test_a_strict_tools_value_that_is_no_flag_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"OPENAI_API_KEY": "k", "AGENT_STRICT_TOOLS": "banana"}, cwd=tmp_path)
+    assert str(raised.value) == (
+        "AGENT_STRICT_TOOLS must be true or false (or yes/no, on/off, 1/0), not 'banana'"
+    )
+
+
+def test_env_example_and_the_readme_list_every_setting_with_its_default(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    names = ["OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENT_STATE_DIR", *READERS]
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    assert [name for name in names if f"\n{name}=" not in example] == []
+    assert [name for name in names if f"| `{name}` |" not in readme] == []
+    (tmp_path / ".env").write_text(example)
+    from_example = load_settings({"OPENAI_API_KEY": "k"}, cwd=tmp_path)
+    assert from_example == Settings(
+        openai_api_key="k", openai_base_url=None, state_dir=tmp_path / ".agent"
+    )

@@ -2,7 +2,7 @@
 
 Use the loop as a library::
 
-    from openai_basic import ToolRegistry, run_agent
+    from openai_basic import AgentSpec, ToolRegistry, run_agent
 
 The names load on first use, so importing the package (and ``agent --help``) stays instant.
 """
@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from openai_basic.agent import MessageSink, TurnResult, run_agent
+    from openai_basic.agent import AgentSpec, MessageSink, TurnResult, run_agent
     from openai_basic.tools import ToolRegistry
 
-__all__ = ["MessageSink", "ToolRegistry", "TurnResult", "run_agent"]
+__all__ = ["AgentSpec", "MessageSink", "ToolRegistry", "TurnResult", "run_agent"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("run_agent", "MessageSink", "TurnResult"):
+    if name in ("AgentSpec", "MessageSink", "TurnResult", "run_agent"):
         from openai_basic import agent
 
         return getattr(agent, name)

@@ -10,20 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from openai import OpenAI
 
 from openai_basic.acontext_api import TaskReport
-from openai_basic.agent import TurnResult, Usage, run_agent
+from openai_basic.agent import AgentSpec, TurnResult, Usage, run_agent
 from openai_basic.errors import AgentError, Interrupted, ServiceError, signal_number
 from openai_basic.journal import Held
-from openai_basic.mirror import AcontextMirror
+from openai_basic.mirror import AcontextMirror, OpenedSession
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
 from openai_basic.settings import Settings
 from openai_basic.tools import ToolFunction, ToolRegistry
-
-if TYPE_CHECKING:
-    from openai import OpenAI
 
 INTERRUPT_SYNC_SECONDS = 3.0
 
@@ -47,6 +46,17 @@ def make_registry(settings: Settings, tools: Iterable[ToolFunction] = TOOLS) -> 
     )
 
 
+def make_spec(settings: Settings, registry: ToolRegistry, system_prompt: str) -> AgentSpec:
+    """The agent the settings describe; a resumed session brings its own system prompt."""
+    return AgentSpec(
+        model=settings.openai_model,
+        registry=registry,
+        system_prompt=system_prompt,
+        max_iterations=settings.max_iterations,
+        strict_tools=settings.strict_tools,
+    )
+
+
 class Conversation:
     """One Acontext session being talked to. Use as a context manager."""
 
@@ -59,12 +69,10 @@ class Conversation:
         resume: str | None = None,
         user: str | None = None,
     ) -> None:
-        from openai import OpenAI
-
         self.settings = settings
         self.out = out
         self.registry = registry if registry is not None else make_registry(settings)
-        self.client: OpenAI = OpenAI(
+        self.client = OpenAI(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url,
             max_retries=settings.openai_max_retries,
@@ -75,6 +83,13 @@ class Conversation:
         )
         self.replies: list[str] = []
         self.usage = Usage()
+        opened = self._open(resume, user)
+        self.session_id = opened.session_id
+        self.history = opened.history
+        self.spec = make_spec(settings, self.registry, opened.system_prompt)
+
+    def _open(self, resume: str | None, user: str | None) -> OpenedSession:
+        settings, out = self.settings, self.out
         try:
             if resume:
                 opened = self.mirror.resume(resume, default_system_prompt=settings.system_prompt)
@@ -87,9 +102,7 @@ class Conversation:
         except BaseException:
             self.mirror.close()
             raise
-        self.session_id = opened.session_id
-        self.history = opened.history
-        self.system_prompt = opened.system_prompt
+        return opened
 
     def __enter__(self) -> Conversation:
         return self
@@ -102,18 +115,15 @@ class Conversation:
         out = self.out
         with out.spinner(f"waiting for {self.settings.openai_model}"):
             result = run_agent(
+                self.spec,
                 client=self.client,
-                model=self.settings.openai_model,
-                registry=self.registry,
                 history=self.history,
                 user_message=prompt,
                 sink=self.mirror,
-                system_prompt=self.system_prompt,
-                max_iterations=self.settings.max_iterations,
                 on_tool_result=out.tool,
                 on_text=out.text_piece if out.stream else None,
-                strict_tools=self.settings.strict_tools,
             )
+        self.spec = self.spec.for_next_turn(result)
         if result.hit_limit:
             out.status(
                 f"stopped calling tools after {self.settings.max_iterations} rounds "

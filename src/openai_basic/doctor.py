@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletionFunctionToolParam
 
 from openai_basic.acontext_api import AcontextApi
 from openai_basic.errors import AgentError
 from openai_basic.journal import JOURNAL_FILE, Journal
+from openai_basic.model_errors import Part, refusal
 from openai_basic.output import mask, mask_urls
 from openai_basic.settings import Settings
 
-PROBE_TOOL: dict[str, Any] = {
+PROBE_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "ping",
@@ -23,6 +26,16 @@ PROBE_TOOL: dict[str, Any] = {
             "additionalProperties": False,
         },
     },
+}
+
+# How many checks pass before the one a refused probe fails: key 0, model 1, tool calling 2.
+CHECKS_PASSED_BEFORE: dict[Part, int] = {
+    "key": 0,
+    "server": 0,
+    "model": 1,
+    "tools": 2,
+    "history": 2,
+    "request": 2,
 }
 
 
@@ -81,44 +94,28 @@ def check_acontext(settings: Settings) -> Check:
 
 def check_openai(settings: Settings) -> list[Check]:
     """One small tool-calling request tells whether the key, the model and tools all work."""
-    import openai
-
-    key, model, tools = (
-        "OpenAI key accepted",
-        f"model {settings.openai_model!r} accepted",
-        "tool calling",
-    )
+    names = ["OpenAI key accepted", f"model {settings.openai_model!r} accepted", "tool calling"]
     if not settings.openai_api_key:
-        return [Check(key, False, "OPENAI_API_KEY is not set: put it in .env or the environment")]
+        return _failed(names, 0, "OPENAI_API_KEY is not set: put it in .env or the environment")
     client = openai.OpenAI(
         api_key=settings.openai_api_key, base_url=settings.openai_base_url, max_retries=1
     )
     try:
-        completion: Any = client.chat.completions.create(  # type: ignore[call-overload]
+        completion = client.chat.completions.create(
             model=settings.openai_model,
             messages=[{"role": "user", "content": "Health check: call the ping tool."}],
             tools=[PROBE_TOOL],
             tool_choice="required",
         )
-    except openai.AuthenticationError:
-        return [Check(key, False, "rejected: check OPENAI_API_KEY")]
-    except openai.NotFoundError:
-        return [
-            Check(key, True),
-            Check(model, False, "not found: set OPENAI_MODEL to a model you have"),
-        ]
-    except openai.BadRequestError as exc:
-        fix = f"rejected ({exc.message}): set OPENAI_MODEL to a model with tool calling"
-        return [Check(key, True), Check(model, True), Check(tools, False, fix)]
-    except openai.APIConnectionError:
-        where = settings.openai_base_url or "the OpenAI API"
-        return [Check(key, False, f"cannot reach {where}: check OPENAI_BASE_URL and the network")]
-    except openai.APIStatusError as exc:
-        return [Check(key, False, f"the model server answered HTTP {exc.status_code}")]
-    called = bool(completion.choices and completion.choices[0].message.tool_calls)
-    fix = (
-        ""
-        if called
-        else "the model answered without calling the tool: pick a model with tool calling"
-    )
-    return [Check(key, True), Check(model, True), Check(tools, called, fix)]
+    except openai.APIError as exc:
+        refused = refusal(exc, settings.openai_model)
+        return _failed(names, CHECKS_PASSED_BEFORE[refused.part], refused.detail)
+    if not (completion.choices and completion.choices[0].message.tool_calls):
+        fix = "the model answered without calling the tool: pick a model with tool calling"
+        return _failed(names, 2, fix)
+    return [Check(name, True) for name in names]
+
+
+def _failed(names: list[str], passed: int, detail: str) -> list[Check]:
+    """The checks before ``passed`` passed and that one failed; the ones after it were not made."""
+    return [*(Check(name, True) for name in names[:passed]), Check(names[passed], False, detail)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -24,15 +26,18 @@ DEFAULT_SYSTEM_PROMPT = (
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting and its default. ``load_settings`` reads them; the README's table explains
+    them."""
+
     openai_api_key: str
     openai_base_url: str | None
-    openai_model: str
-    acontext_api_key: str
-    acontext_base_url: str
-    system_prompt: str
-    max_iterations: int
-    task_wait_seconds: float
     state_dir: Path
+    openai_model: str = DEFAULT_MODEL
+    acontext_api_key: str = DEFAULT_ACONTEXT_API_KEY
+    acontext_base_url: str = DEFAULT_ACONTEXT_BASE_URL
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_iterations: int = 10
+    task_wait_seconds: float = 120.0
     sync_wait_seconds: float = 10.0
     openai_max_retries: int = 2
     tool_timeout_seconds: float = 60.0
@@ -56,42 +61,15 @@ def load_settings(
     cwd = cwd or Path.cwd()
     values = {**_dotenv(cwd / ".env", on_note), **(os.environ if environ is None else environ)}
 
-    def get(name: str, default: str = "") -> str:
-        return valid(values.get(name) or "").strip() or default
+    def get(name: str) -> str:
+        return valid(values.get(name) or "").strip()
 
     base_url = get("OPENAI_BASE_URL") or None
-    api_key = _header_value(get("OPENAI_API_KEY"), "OPENAI_API_KEY")
-    if not api_key and base_url is not None:
-        api_key = "not-needed"  # OpenAI-compatible local servers often need no key
-    if not api_key and require_openai:
-        raise ConfigError(
-            "OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment"
-        )
     return Settings(
-        openai_api_key=api_key,
+        openai_api_key=_openai_key(get("OPENAI_API_KEY"), base_url, require_openai),
         openai_base_url=base_url,
-        openai_model=get("OPENAI_MODEL", DEFAULT_MODEL),
-        acontext_api_key=_header_value(
-            get("ACONTEXT_API_KEY", DEFAULT_ACONTEXT_API_KEY), "ACONTEXT_API_KEY"
-        ),
-        acontext_base_url=get("ACONTEXT_BASE_URL", DEFAULT_ACONTEXT_BASE_URL).rstrip("/"),
-        system_prompt=get("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
-        max_iterations=_positive_int(get("AGENT_MAX_ITERATIONS", "10"), "AGENT_MAX_ITERATIONS"),
-        task_wait_seconds=_seconds(
-            get("AGENT_TASK_WAIT_SECONDS", "120"), "AGENT_TASK_WAIT_SECONDS"
-        ),
-        state_dir=cwd / get("AGENT_STATE_DIR", ".agent"),
-        sync_wait_seconds=_seconds(get("AGENT_SYNC_WAIT_SECONDS", "10"), "AGENT_SYNC_WAIT_SECONDS"),
-        openai_max_retries=_positive_int(get("OPENAI_MAX_RETRIES", "2"), "OPENAI_MAX_RETRIES", 0),
-        tool_timeout_seconds=_seconds(
-            get("AGENT_TOOL_TIMEOUT_SECONDS", "60"), "AGENT_TOOL_TIMEOUT_SECONDS"
-        ),
-        tool_result_max_chars=_positive_int(
-            get("AGENT_TOOL_RESULT_MAX_CHARS", "20000"), "AGENT_TOOL_RESULT_MAX_CHARS"
-        ),
-        context_tokens=_positive_int(
-            get("AGENT_CONTEXT_TOKENS", "64000"), "AGENT_CONTEXT_TOKENS", 0
-        ),
+        state_dir=cwd / (get("AGENT_STATE_DIR") or ".agent"),
+        **{field: read(raw, name) for name, (field, read) in READERS.items() if (raw := get(name))},
     )
 
 
@@ -110,6 +88,16 @@ def _dotenv(path: Path, on_note: Callable[[str], None]) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
+def _openai_key(key: str, base_url: str | None, required: bool) -> str:
+    if not key and base_url is not None:
+        return "not-needed"  # OpenAI-compatible local servers often need no key
+    if not key and required:
+        raise ConfigError(
+            "OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment"
+        )
+    return _header_value(key, "OPENAI_API_KEY")
+
+
 def _header_value(key: str, name: str) -> str:
     """A key goes in an HTTP header, which takes printable ASCII only; say so before a request."""
     if key.isascii() and key.isprintable():
@@ -120,7 +108,15 @@ def _header_value(key: str, name: str) -> str:
     )
 
 
-def _positive_int(raw: str, name: str, least: int = 1) -> int:
+def _text(raw: str, name: str) -> str:
+    return raw
+
+
+def _url(raw: str, name: str) -> str:
+    return raw.rstrip("/")
+
+
+def _whole(raw: str, name: str, least: int = 1) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -145,4 +141,22 @@ def _flag(raw: str, name: str) -> bool:
         return True
     if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    raise ConfigError(f"{name} must be true or false (or yes/no, on/off, 1/0), not {raw!r}")
+
+
+# The settings read one way: the Settings field each sets and how its text becomes a value.
+# A setting that is not set, or set empty, keeps the field's default.
+READERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "OPENAI_MODEL": ("openai_model", _text),
+    "ACONTEXT_API_KEY": ("acontext_api_key", _header_value),
+    "ACONTEXT_BASE_URL": ("acontext_base_url", _url),
+    "AGENT_SYSTEM_PROMPT": ("system_prompt", _text),
+    "AGENT_MAX_ITERATIONS": ("max_iterations", _whole),
+    "AGENT_TASK_WAIT_SECONDS": ("task_wait_seconds", _seconds),
+    "AGENT_SYNC_WAIT_SECONDS": ("sync_wait_seconds", _seconds),
+    "OPENAI_MAX_RETRIES": ("openai_max_retries", functools.partial(_whole, least=0)),
+    "AGENT_TOOL_TIMEOUT_SECONDS": ("tool_timeout_seconds", _seconds),
+    "AGENT_TOOL_RESULT_MAX_CHARS": ("tool_result_max_chars", _whole),
+    "AGENT_CONTEXT_TOKENS": ("context_tokens", functools.partial(_whole, least=0)),
+    "AGENT_STRICT_TOOLS": ("strict_tools", _flag),
+}

@@ -1,12 +1,14 @@
 """The tool registry: plain typed Python functions in, strict OpenAI function tools out.
 
-A tool is a function with type hints and a docstring. Its JSON schema comes from a pydantic model
+A tool is a function with type hints and a docstring, plain or ``async def``. A pydantic model is
 built from the signature; the docstring gives the description and, in its ``Args:`` section, the
-parameter descriptions. Dispatch never raises: every failure becomes text the model can act on.
+parameter descriptions; the openai SDK makes the model's JSON schema strict. Dispatch never
+raises: every failure becomes text the model can act on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
@@ -64,15 +66,13 @@ class Tool:
     arguments_model: type[BaseModel]
     defaults: frozenset[str]
     timeout: float
+    definition: dict[str, Any]  # the strict function tool, as the openai SDK builds it
 
     def schema(self, *, strict: bool = True) -> dict[str, Any]:
-        function: dict[str, Any] = {
-            "name": self.name,
-            "description": self.description,
-            "parameters": _strict(self.arguments_model.model_json_schema()),
-        }
-        if strict:  # some OpenAI-compatible servers reject the flag
-            function["strict"] = True
+        """The function tool; without ``strict`` for the servers that reject the flag."""
+        function = dict(self.definition["function"])
+        if not strict:
+            del function["strict"]
         return {"type": "function", "function": function}
 
 
@@ -131,30 +131,11 @@ class ToolRegistry:
             known = ", ".join(self._tools) or "none"
             run.outcome = (f"Error: unknown tool {call.name!r}. Available tools: {known}.", False)
             return run
-        try:
-            raw = json.loads(call.arguments or "{}")
-        except json.JSONDecodeError as exc:
-            run.outcome = (
-                f"Error: the arguments are not valid JSON ({exc.msg}). Send a JSON object.",
-                False,
-            )
-            return run
-        try:
-            parsed = tool.arguments_model.model_validate(raw)
-        except ValidationError as exc:
-            run.outcome = (f"Error: invalid arguments for {tool.name}: {_describe(exc)}", False)
-            return run
-        kwargs = {
-            name: getattr(parsed, name)
-            for name in type(parsed).model_fields
-            if not (name in tool.defaults and getattr(parsed, name) is None)
-        }
-        run.tool = tool
-        # a daemon thread: an abandoned tool never keeps the agent from exiting
-        run.thread = threading.Thread(
-            target=run.execute, args=(kwargs,), daemon=True, name=f"tool-{tool.name}"
-        )
-        run.thread.start()
+        arguments = _arguments(tool, call.arguments)
+        if isinstance(arguments, str):
+            run.outcome = (arguments, False)
+        else:
+            run.begin(tool, arguments)
         return run
 
     def _finish(self, run: _Run) -> ToolResult:
@@ -187,12 +168,39 @@ class _Run:
     thread: threading.Thread | None = None
     outcome: tuple[str, bool] | None = None
 
-    def execute(self, kwargs: dict[str, Any]) -> None:
-        assert self.tool is not None
+    def begin(self, tool: Tool, arguments: dict[str, Any]) -> None:
+        self.tool = tool
+        # a daemon thread: an abandoned tool never keeps the agent from exiting
+        self.thread = threading.Thread(
+            target=self._execute, args=(tool, arguments), daemon=True, name=f"tool-{tool.name}"
+        )
+        self.thread.start()
+
+    def _execute(self, tool: Tool, arguments: dict[str, Any]) -> None:
         try:
-            self.outcome = (_to_text(self.tool.function(**kwargs)), True)
+            value = tool.function(**arguments)
+            if inspect.iscoroutine(value):  # an async tool: run it in this thread's own loop
+                value = asyncio.run(value)
+            self.outcome = (_to_text(value), True)
         except Exception as exc:  # a tool's failure is the model's to handle
-            self.outcome = (f"Error: {self.tool.name} failed: {type(exc).__name__}: {exc}", False)
+            self.outcome = (f"Error: {tool.name} failed: {type(exc).__name__}: {exc}", False)
+
+
+def _arguments(tool: Tool, arguments: str) -> dict[str, Any] | str:
+    """The keyword arguments for the call, or the error text that tells the model what is wrong."""
+    try:
+        raw = json.loads(arguments or "{}")
+    except json.JSONDecodeError as exc:
+        return f"Error: the arguments are not valid JSON ({exc.msg}). Send a JSON object."
+    try:
+        parsed = tool.arguments_model.model_validate(raw)
+    except ValidationError as exc:
+        return f"Error: invalid arguments for {tool.name}: {_describe(exc)}"
+    return {  # null for a parameter with a default means "use the default"
+        name: getattr(parsed, name)
+        for name in type(parsed).model_fields
+        if not (name in tool.defaults and getattr(parsed, name) is None)
+    }
 
 
 def _capped(content: str, limit: int) -> str:
@@ -203,13 +211,27 @@ def _capped(content: str, limit: int) -> str:
 
 def _make_tool(function: ToolFunction, timeout: float) -> Tool:
     name = getattr(function, "__name__", "")
+    summary, arg_docs = _parse_docstring(inspect.getdoc(function) or "")
     problems: list[str] = []
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
         problems.append("the name must be 1-64 letters, digits, '_' or '-'")
-    doc = inspect.getdoc(function) or ""
-    summary, arg_docs = _parse_docstring(doc)
     if not summary:
         problems.append("it needs a docstring that says what it does")
+    fields, defaults = _fields(function, arg_docs, problems)
+    if problems:
+        raise ToolDefinitionError(name or repr(function), problems)
+    try:
+        model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+        definition = _definition(name, summary, model)
+    except Exception as exc:
+        raise ToolDefinitionError(name, [f"its parameters have no JSON schema ({exc})"]) from exc
+    return Tool(name, summary, function, model, defaults, timeout, definition)
+
+
+def _fields(
+    function: ToolFunction, arg_docs: dict[str, str], problems: list[str]
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """The pydantic fields of the parameters, and which have defaults; adds to ``problems``."""
     try:
         hints = get_type_hints(function)
     except Exception as exc:
@@ -218,14 +240,9 @@ def _make_tool(function: ToolFunction, timeout: float) -> Tool:
     fields: dict[str, Any] = {}
     defaults: set[str] = set()
     for param in inspect.signature(function).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            problems.append(f"*{param.name} / **{param.name} parameters are not supported")
-            continue
-        if param.kind is param.POSITIONAL_ONLY:
-            problems.append(f"parameter {param.name!r} is positional-only")
-            continue
-        if param.name not in hints:
-            problems.append(f"parameter {param.name!r} has no type hint")
+        problem = _parameter_problem(param, hints)
+        if problem:
+            problems.append(problem)
             continue
         description = arg_docs.get(param.name)
         if param.default is param.empty:
@@ -233,14 +250,23 @@ def _make_tool(function: ToolFunction, timeout: float) -> Tool:
         else:  # strict mode requires every field; null means "use the default"
             defaults.add(param.name)
             fields[param.name] = (hints[param.name] | None, Field(None, description=description))
-    if problems:
-        raise ToolDefinitionError(name or repr(function), problems)
-    try:
-        model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
-        model.model_json_schema()
-    except Exception as exc:
-        raise ToolDefinitionError(name, [f"its parameters have no JSON schema ({exc})"]) from exc
-    return Tool(name, summary, function, model, frozenset(defaults), timeout)
+    return fields, frozenset(defaults)
+
+
+def _parameter_problem(param: inspect.Parameter, hints: dict[str, Any]) -> str | None:
+    if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        return f"*{param.name} / **{param.name} parameters are not supported"
+    if param.kind is param.POSITIONAL_ONLY:
+        return f"parameter {param.name!r} is positional-only"
+    if param.name not in hints:
+        return f"parameter {param.name!r} has no type hint"
+    return None
+
+
+def _definition(name: str, description: str, model: type[BaseModel]) -> dict[str, Any]:
+    from openai import pydantic_function_tool  # seconds to import: not at `agent --help`
+
+    return dict(pydantic_function_tool(model, name=name, description=description))
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
@@ -267,28 +293,6 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
-
-
-def _strict(node: Any) -> Any:
-    """Make a pydantic schema acceptable to OpenAI's strict mode."""
-    if isinstance(node, list):
-        return [_strict(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    cleaned = {
-        key: (
-            {n: _strict(s) for n, s in value.items()}
-            if key in ("properties", "$defs")
-            else _strict(value)
-        )
-        for key, value in node.items()
-        if key not in ("title", "default")
-    }
-    if cleaned.get("type") == "object":
-        cleaned.setdefault("properties", {})
-        cleaned["additionalProperties"] = False
-        cleaned["required"] = list(cleaned["properties"])
-    return cleaned
 
 
 def _describe(exc: ValidationError) -> str:

@@ -315,34 +315,19 @@ def _check_strict_schema(schema: Any, tool_name: str, context: str) -> None:
         return
     if not isinstance(schema, dict):
         return
-
+    siblings = sorted(key for key in schema if key != "$ref")
+    if "$ref" in schema and siblings:
+        raise _InvalidRequest(
+            f"Invalid schema for function '{tool_name}': in context {context or '(root)'}, "
+            f"$ref cannot have keywords {{{', '.join(repr(key) for key in siblings)}}}.",
+            "tools",
+        )
     schema_type = schema.get("type")
     is_object = schema_type == "object" or (
         isinstance(schema_type, list) and "object" in schema_type
     )
-    properties = schema.get("properties")
-    if is_object or isinstance(properties, dict):
-        if schema.get("additionalProperties") is not False:
-            raise _InvalidRequest(
-                f"Invalid schema for function '{tool_name}': in context {context or '(root)'}, "
-                f"'additionalProperties' is required to be supplied and to be false "
-                f"(strict mode).",
-                "tools",
-            )
-        props = properties if isinstance(properties, dict) else {}
-        required = schema.get("required")
-        required_list = required if isinstance(required, list) else []
-        missing = [name for name in props if name not in required_list]
-        if props and (not isinstance(required, list) or missing):
-            raise _InvalidRequest(
-                f"Invalid schema for function '{tool_name}': in context {context or '(root)'}, "
-                f"'required' is required to be supplied and to be an array including every "
-                f"key in properties (strict mode). Missing: {', '.join(missing)}.",
-                "tools",
-            )
-        for name, sub in props.items():
-            _check_strict_schema(sub, tool_name, f"{context}.properties.{name}")
-
+    if is_object or isinstance(schema.get("properties"), dict):
+        _check_strict_object(schema, tool_name, context)
     for key in ("items", "anyOf", "allOf", "oneOf", "prefixItems"):
         if key in schema:
             _check_strict_schema(schema[key], tool_name, f"{context}.{key}")
@@ -353,7 +338,31 @@ def _check_strict_schema(schema: Any, tool_name: str, context: str) -> None:
                 _check_strict_schema(sub, tool_name, f"{context}.{key}.{name}")
 
 
-def _validate_tools(tools: Any) -> None:
+def _check_strict_object(schema: JSONDict, tool_name: str, context: str) -> None:
+    if schema.get("additionalProperties") is not False:
+        raise _InvalidRequest(
+            f"Invalid schema for function '{tool_name}': in context {context or '(root)'}, "
+            f"'additionalProperties' is required to be supplied and to be false "
+            f"(strict mode).",
+            "tools",
+        )
+    properties = schema.get("properties")
+    props = properties if isinstance(properties, dict) else {}
+    required = schema.get("required")
+    required_list = required if isinstance(required, list) else []
+    missing = [name for name in props if name not in required_list]
+    if props and (not isinstance(required, list) or missing):
+        raise _InvalidRequest(
+            f"Invalid schema for function '{tool_name}': in context {context or '(root)'}, "
+            f"'required' is required to be supplied and to be an array including every "
+            f"key in properties (strict mode). Missing: {', '.join(missing)}.",
+            "tools",
+        )
+    for name, sub in props.items():
+        _check_strict_schema(sub, tool_name, f"{context}.properties.{name}")
+
+
+def _validate_tools(tools: Any, accepts_strict: bool) -> None:
     if not isinstance(tools, list):
         raise _InvalidRequest("Invalid type for 'tools': expected an array.", "tools")
     for i, tool in enumerate(tools):
@@ -372,24 +381,31 @@ def _validate_tools(tools: Any) -> None:
                 f"'^[a-zA-Z0-9_-]{{1,64}}$' (got {name!r}).",
                 f"{where}.function.name",
             )
+        if "strict" in function and not accepts_strict:  # as some compatible servers answer
+            raise _InvalidRequest(
+                f"Unknown parameter: '{where}.function.strict'.", f"{where}.function.strict"
+            )
         if function.get("strict") is True:
-            parameters = function.get("parameters")
-            if not isinstance(parameters, dict):
-                raise _InvalidRequest(
-                    f"Invalid schema for function '{name}': strict mode requires 'parameters' "
-                    f"to be an object schema.",
-                    "tools",
-                )
-            _check_strict_schema(parameters, name, "")
+            _check_strict_parameters(function.get("parameters"), name)
 
 
-def _validate_request(body: JSONDict) -> None:
+def _check_strict_parameters(parameters: Any, name: str) -> None:
+    if not isinstance(parameters, dict):
+        raise _InvalidRequest(
+            f"Invalid schema for function '{name}': strict mode requires 'parameters' "
+            f"to be an object schema.",
+            "tools",
+        )
+    _check_strict_schema(parameters, name, "")
+
+
+def _validate_request(body: JSONDict, *, accepts_strict: bool = True) -> None:
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise _InvalidRequest("You must provide a model parameter.", "model")
     _validate_messages(body.get("messages"))
     tools = body.get("tools")
     if tools is not None:
-        _validate_tools(tools)
+        _validate_tools(tools, accepts_strict)
     if body.get("tool_choice") is not None and not tools:
         raise _InvalidRequest(
             "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
@@ -794,7 +810,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._check_auth():
             return
         try:
-            _validate_request(body)
+            _validate_request(body, accepts_strict=fake.accepts_strict)
         except _InvalidRequest as exc:
             self._send_error(400, exc.message, "invalid_request_error", None, exc.param)
             return
@@ -849,11 +865,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 @dataclass(eq=False)
 class FakeOpenAI:
-    """A running fake OpenAI server (started on construction; see :func:`start_fake_openai`)."""
+    """A running fake OpenAI server (started on construction; see :func:`start_fake_openai`).
+
+    With ``accepts_strict`` false it answers any tool that carries ``strict`` with a 400, as some
+    OpenAI-compatible servers do.
+    """
 
     api_key: str | None = "sk-test"
     model: str = "gpt-4o-mini"
     responder: Responder | None = None
+    accepts_strict: bool = True
     requests: list[JSONDict] = field(default_factory=list, init=False)
     request_headers: list[dict[str, str]] = field(default_factory=list, init=False)
     base_url: str = field(default="", init=False)
@@ -959,5 +980,6 @@ class FakeOpenAI:
 
 
 def start_fake_openai(**kwargs: Any) -> FakeOpenAI:
-    """Start a fake (kwargs: ``api_key``, ``model``, ``responder``); usable with ``with``."""
+    """Start a fake (kwargs: ``api_key``, ``model``, ``responder``, ``accepts_strict``); usable
+    with ``with``."""
     return FakeOpenAI(**kwargs)
