@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from openai_basic.acontext_api import AGENT_NAME, PAGE_SIZE, Task
+from openai_basic.acontext_api import PAGE_SIZE, Task
 from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
 from openai_basic.journal import Held, Journal
 from openai_basic.mirror import AcontextMirror
@@ -51,14 +51,14 @@ def message_posts(acontext: FakeAcontext) -> list[Any]:
 
 
 def test_the_session_is_created_with_the_system_prompt_in_configs(
-    mirror: AcontextMirror, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext, settings: Settings
 ) -> None:
     opened = mirror.create(model="gpt-4o-mini", system_prompt="Be kind.")
     mirror.append({"role": "user", "content": "hi"})
     assert mirror.sync(timeout=5) == 0
     assert opened.history == []
     assert acontext.session(opened.session_id).configs == {
-        "agent": AGENT_NAME,
+        "agent": settings.session_tag,
         "model": "gpt-4o-mini",
         "system_prompt": "Be kind.",
     }

@@ -23,7 +23,6 @@ from openai_basic.settings import Settings
 if TYPE_CHECKING:
     from acontext import AcontextClient
 
-AGENT_NAME = "openai-basic"
 PAGE_SIZE = 200  # the most the server returns per page
 POLL_SECONDS = 0.5
 FLUSH_OK = (0, 200)  # the real server answers status 200 on success
@@ -143,12 +142,12 @@ class AcontextApi:
                 time.sleep(POLL_SECONDS)
 
     def sessions(self, limit: int) -> list[SessionSummary]:
-        """This agent's sessions (found by their configs), newest first."""
+        """This agent's sessions (found by the tag in their configs), newest first."""
         client = self.client
         found = []
         with self.translate():
             page = client.sessions.list(
-                filter_by_configs={"agent": AGENT_NAME}, limit=limit, time_desc=True
+                filter_by_configs={"agent": self._settings.session_tag}, limit=limit, time_desc=True
             )
             for session in page.items:
                 status = client.sessions.messages_observing_status(session.id)

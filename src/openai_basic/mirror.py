@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from openai_basic.acontext_api import (
-    AGENT_NAME,
     AcontextApi,
     TaskReport,
     checked_id,
@@ -93,7 +92,11 @@ class AcontextMirror:
     def create(self, *, model: str, system_prompt: str, user: str | None = None) -> OpenedSession:
         """Make the session id here; the writer creates it in Acontext (``use_uuid``) later."""
         session_id = str(uuid.uuid4())
-        configs = {"agent": AGENT_NAME, "model": model, "system_prompt": system_prompt}
+        configs = {
+            "agent": self._settings.session_tag,
+            "model": model,
+            "system_prompt": system_prompt,
+        }
         self.journal.add_session(session_id, configs, user)
         self.session_id = session_id
         self.start()

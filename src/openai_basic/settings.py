@@ -7,7 +7,8 @@ import io
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,23 @@ DEFAULT_ACONTEXT_BASE_URL = "http://localhost:8029/api/v1"
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Use the tools when they help, and answer concisely."
 )
+TEMPLATE_NAME = "openai-basic"
+
+
+@functools.cache
+def project_name() -> str:
+    """The name of the installed project that provides this package, the default session tag.
+
+    ``acontext create`` renames the project, so each copy tags its sessions with its own name.
+    An editable install (what ``uv sync`` makes) lists no package files for
+    ``packages_distributions()`` to find, so the project's console script is asked first.
+    """
+    package = __name__.partition(".")[0]
+    for script in metadata.entry_points(group="console_scripts"):
+        if script.module.partition(".")[0] == package and script.dist is not None:
+            return script.dist.name
+    found = metadata.packages_distributions().get(package)
+    return found[0] if found else TEMPLATE_NAME
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,7 @@ class Settings:
     tool_result_max_chars: int = 20_000
     context_tokens: int = 64_000
     strict_tools: bool = True
+    session_tag: str = field(default_factory=project_name)
 
 
 def load_settings(
@@ -159,4 +178,5 @@ READERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AGENT_TOOL_RESULT_MAX_CHARS": ("tool_result_max_chars", _whole),
     "AGENT_CONTEXT_TOKENS": ("context_tokens", functools.partial(_whole, least=0)),
     "AGENT_STRICT_TOOLS": ("strict_tools", _flag),
+    "AGENT_SESSION_TAG": ("session_tag", _text),
 }
