@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from openai_basic.settings import Settings
 from tests.conftest import AGENT, AgentCommand, Run
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
@@ -83,10 +84,10 @@ def test_model_and_tool_text_cannot_drive_the_terminal(
 
 
 def test_stored_sessions_are_replayed_without_their_control_sequences(
-    cli: Cli, acontext: FakeAcontext
+    cli: Cli, acontext: FakeAcontext, settings: Settings
 ) -> None:
     session_id = acontext.add_session(
-        configs={"agent": "openai-basic"},
+        configs={"agent": settings.session_tag},
         messages=[
             {"role": "user", "content": f"plan é{HOSTILE}"},
             {
