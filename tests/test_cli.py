@@ -255,38 +255,6 @@ def test_ctrl_c_during_a_model_call_exits_130_and_keeps_the_session(
     assert acontext.stored_messages(session_id) == [{"role": "user", "content": "hi"}]
 
 
-def test_the_template_still_builds_after_acontext_create_renames_it(tmp_path: Path) -> None:
-    """`acontext create` rewrites [project].name; the import package and the script stay."""
-    import os
-    import re
-    import shutil
-    import subprocess
-    import zipfile
-
-    root = Path(__file__).resolve().parents[1]
-    copy = tmp_path / "my-agent"
-    shutil.copytree(root / "src", copy / "src")
-    shutil.copy(root / "README.md", copy)
-    pyproject = (root / "pyproject.toml").read_text()
-    (copy / "pyproject.toml").write_text(
-        re.sub(r'(?m)^name = "openai-basic"$', 'name = "my-agent"', pyproject, count=1)
-    )
-    uv = os.environ.get("UV") or shutil.which("uv")
-    assert uv, "uv runs the tests, so it is on PATH or in $UV"
-    subprocess.run(
-        [uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(copy)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
-    assert wheel.name.startswith("my_agent-")
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
-        assert "agent = openai_basic.cli:main" in archive.read(entry_points).decode()
-    assert "openai_basic/cli.py" in names
-
-
 def test_a_history_the_model_refuses_is_named_as_the_problem(cli: Cli, model: FakeOpenAI) -> None:
     refusal = (
         "An assistant message with 'tool_calls' must be followed by tool messages responding to "
