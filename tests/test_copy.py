@@ -1,5 +1,5 @@
 """Copies of the template, made as `acontext create` makes them: they lock, run and pass their
-checks.
+checks, also after the README's steps change their tools.
 
 Each test makes a copy with a virtual environment of its own and runs uv there, so they are left
 out of the default run: `uv run pytest -m copy` runs them, as `.ci/run` does. uv runs offline: the
@@ -9,6 +9,7 @@ template's own install put every locked package in uv's cache.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +21,9 @@ from tests.acontext_create import acontext_create
 pytestmark = pytest.mark.copy
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_TOOLS = Path("src/openai_basic/sample_tools.py")
+# the tests that use tools of their own: a newcomer's tools must keep them green
+TESTS_OF_ANY_TOOLS = ("tests/test_tools.py", "tests/test_agent.py", "tests/test_adding_a_tool.py")
 
 
 def uv(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,6 +47,17 @@ def passes(copy: Path, *command: str) -> str:
     return run.stdout
 
 
+def readme_python(heading: str) -> str:
+    """The first Python block of the README section with this heading, exactly as written."""
+    _, found, section = (ROOT / "README.md").read_text().partition(f"\n{heading}\n")
+    assert found, f"the README has no {heading!r}"
+    level = len(heading.split()[0])  # the section ends at the next heading of its level or above
+    section = re.split(rf"\n#{{1,{level}}} ", section, maxsplit=1)[0]
+    blocks = re.findall(r"(?ms)^```python\n(.*?)^```$", section)
+    assert blocks, f"the README's {heading!r} has no Python block"
+    return str(blocks[0])
+
+
 def test_a_copy_that_acontext_create_made_locks_runs_and_passes_its_tests(tmp_path: Path) -> None:
     copy = acontext_create(ROOT, tmp_path / "my-agent")
     assert "\nname = 'my_agent'\n" in (copy / "pyproject.toml").read_text()
@@ -57,3 +72,43 @@ def test_a_copy_that_acontext_create_made_locks_runs_and_passes_its_tests(tmp_pa
     )
     assert passes(copy, "python", "-c", default_tag) == "my_agent\n"
     passes(copy, "pytest", "-x", "-q", "tests/test_session_tag.py")
+
+
+def add_a_tool(copy: Path) -> None:
+    """The README's block goes where the TOOLS line was: the new function, then TOOLS with it."""
+    tools = copy / SAMPLE_TOOLS
+    added = readme_python("## Adding a tool")
+    tools.write_text(re.sub(r"(?m)^TOOLS\b.*\n", added, tools.read_text()))
+
+
+def replace_the_tools(copy: Path) -> None:
+    (copy / SAMPLE_TOOLS).write_text(readme_python("### Replacing the sample tools"))
+
+
+STEPS = {
+    "add a tool": (add_a_tool, "get_weather book_flight get_exchange_rate"),
+    "replace the tools": (replace_the_tools, "get_time"),
+}
+
+
+@pytest.fixture(scope="module", params=STEPS)
+def changed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy whose tools were changed by one of the README's steps, exactly as written."""
+    copy = acontext_create(ROOT, tmp_path_factory.mktemp("step") / "my-agent")
+    step, offered = STEPS[request.param]
+    step(copy)
+    names = "from openai_basic.sample_tools import TOOLS; print(*(t.__name__ for t in TOOLS))"
+    assert passes(copy, "python", "-c", names) == f"{offered}\n"
+    return copy
+
+
+def test_the_readme_step_passes_the_linter_the_formatter_and_the_type_checker(
+    changed: Path,
+) -> None:
+    passes(changed, "ruff", "check", ".")
+    passes(changed, "ruff", "format", "--check", ".")
+    passes(changed, "mypy")
+
+
+def test_the_tests_of_any_tools_pass_after_the_readme_step(changed: Path) -> None:
+    passes(changed, "pytest", "-x", "-q", *TESTS_OF_ANY_TOOLS)
