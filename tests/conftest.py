@@ -164,23 +164,38 @@ def as_returned(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
+class Typed(io.TextIOWrapper):
+    """Lines typed at a terminal: stdin that says it is one, so the chat is interactive."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 @pytest.fixture
 def cli(
     agent: AgentCommand, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., Run]:
-    """Runs ``main(ARGS)`` in this process, as the ``agent`` fixture's command would run."""
+    """Runs ``main(ARGS)`` in this process, as the ``agent`` fixture's command would run.
+
+    ``input`` is piped stdin, or with ``terminal=True`` what is typed, ending as Ctrl-D does.
+    """
 
     def run(
         *args: str,
         input: bytes = b"",
         env: Mapping[str, str] | None = None,
         tools: Iterable[ToolFunction] | None = None,
+        terminal: bool = False,
     ) -> Run:
         for name, value in {**agent.env, **(env or {})}.items():
             if name not in ("PATH", "HOME"):
                 monkeypatch.setenv(name, value)
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(input)))
-        code = main(list(args), tools=tools)
+        stdin = (Typed if terminal else io.TextIOWrapper)(io.BytesIO(input))
+        monkeypatch.setattr(sys, "stdin", stdin)
+        try:
+            code = main(list(args), tools=tools)
+        except SystemExit as exit:  # argparse's usage errors and --help, as the script exits
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
 
