@@ -353,9 +353,9 @@ def test_a_resumed_history_the_model_server_finds_invalid_is_named(
             "does not support tools); choose a model with tool calling (OPENAI_MODEL)",
         ),
         (
-            "Invalid schema for function 'get_weather': 'additionalProperties' is required",
+            "Invalid schema for function 'look_up': 'additionalProperties' is required",
             1,
-            "error: OpenAI: HTTP 400: Invalid schema for function 'get_weather': "
+            "error: OpenAI: HTTP 400: Invalid schema for function 'look_up': "
             "'additionalProperties' is required",
         ),
     ],
