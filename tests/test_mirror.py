@@ -385,14 +385,18 @@ def test_a_session_that_keeps_failing_does_not_hold_up_the_current_one(
 
 
 def test_one_failure_after_a_slow_answer_does_not_end_the_exit_wait(
-    mirror: AcontextMirror, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened = mirror.create(model="m", system_prompt="s")
-    acontext.fail_next(1, status=500, path_contains="/messages", delay=4)
+    """A stall is counted from the failure, not from the start of the slow attempt."""
+    monkeypatch.setattr(openai_basic.mirror, "STALL_SECONDS", 0.5)
+    mirror.create(model="m", system_prompt="s")
+    acontext.fail_next(1, status=500, path_contains="/messages", delay=1)  # slower than a stall
+    acontext.fail_next(10_000, status=500, path_contains="/messages")  # then nothing gets through
+    started = time.monotonic()
     for message in TOOL_TURN:
         mirror.append(message)
-    assert mirror.sync(timeout=10) == 0
-    assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
+    assert mirror.sync(timeout=10) == 4
+    assert time.monotonic() - started >= 1 + 0.5  # a whole stall after the failure
 
 
 def test_the_exit_wait_does_not_count_loading_the_sdk(
@@ -404,7 +408,7 @@ def test_the_exit_wait_does_not_count_loading_the_sdk(
     loaded: list[float] = []
 
     def slow_first_import() -> Any:
-        time.sleep(1)  # a loaded machine importing acontext without bytecode
+        time.sleep(0.6)  # a loaded machine importing acontext without bytecode
         monkeypatch.setattr(api, "load_sdk", real)
         loaded.append(time.monotonic())
         return real()
