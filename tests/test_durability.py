@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import openai_basic.mirror
 from openai_basic.agent import CANCELLED, NO_RESULT
 from openai_basic.conversation import ChatOutcome, chat
 from openai_basic.output import Output
@@ -27,6 +28,14 @@ from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCallSpec, error, text, tool_calls
 
 Cli = Callable[..., Run]
+
+
+@pytest.fixture(autouse=True)
+def eager_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer tries again within 0.01-0.1 s, not 0.1-2 s: more tries amid the faults, and
+    less waiting."""
+    monkeypatch.setattr(openai_basic.mirror, "BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(openai_basic.mirror, "BACKOFF_MAX", 0.1)
 
 
 def look_up(city: str) -> str:
