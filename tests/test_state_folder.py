@@ -93,11 +93,6 @@ def test_a_full_disk_mid_conversation_keeps_the_reply_and_the_messages(
     assert [m["content"] for m in stored] == ["one", "first", "two " * 5000, "second"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the writer sends messages kept in memory after the journal entries it read before "
-    "sending, not after every journaled one: a message journaled meanwhile goes last",
-)
 def test_messages_kept_in_memory_go_after_every_message_journaled_before_them(
     settings: Settings, acontext: FakeAcontext
 ) -> None:
