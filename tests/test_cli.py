@@ -1,4 +1,5 @@
-"""The ``agent`` command, run as a subprocess the way a user runs it, against both fakes."""
+"""The ``agent`` command against both fakes: run in-process through ``main``, and as the
+installed script where the process itself is the point (the entry point, a signal)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AgentCommand, Run, Terminal, wait_for
+import openai_basic.mirror
+from tests.conftest import AgentCommand, Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import (
     FakeOpenAI,
@@ -23,19 +25,39 @@ from tests.fakes.openai_server import (
 Cli = Callable[..., Run]
 
 
+def forecast(city: str) -> str:
+    """Tell the weather in a city.
+
+    Args:
+        city: the city
+    """
+    return f"Sunny in {city}."
+
+
+def reserve(origin: str, destination: str, day: str) -> str:
+    """Reserve a seat on a flight.
+
+    Args:
+        origin: where it leaves from
+        destination: where it goes
+        day: when
+    """
+    return f"Seat reserved from {origin} to {destination} on {day}."
+
+
 def only_session(acontext: FakeAcontext) -> str:
     (session_id,) = acontext.session_ids()
     return session_id
 
 
 def test_one_prompt_prints_the_reply_then_the_tasks(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.script(
-        tool_calls(ToolCallSpec("get_weather", '{"city": "Helsinki"}', id="call_1")),
+        tool_calls(ToolCallSpec("forecast", '{"city": "Helsinki"}', id="call_1")),
         text("Sunny in Helsinki."),
     )
-    run = agent("What's the weather in Helsinki?")
+    run = cli("What's the weather in Helsinki?", tools=[forecast])
     assert run.code == 0, run.stderr
     assert run.stdout == (
         "Sunny in Helsinki.\n"
@@ -43,7 +65,7 @@ def test_one_prompt_prints_the_reply_then_the_tasks(
         "1. [success] What's the weather in Helsinki?\n"
         "   progress: Agent responded to: What's the weather in Helsinki?\n"
     )
-    assert '  tool get_weather({"city": "Helsinki"})' in run.stderr
+    assert '  tool forecast({"city": "Helsinki"})' in run.stderr
     session_id = only_session(acontext)
     stored = acontext.stored_messages(session_id)
     assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
@@ -52,10 +74,10 @@ def test_one_prompt_prints_the_reply_then_the_tasks(
 
 
 def test_piped_stdin_is_one_turn_per_line_in_one_session(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.responder = echo_responder
-    run = agent(input="first\n\nsecond\n")
+    run = cli(input=b"first\n\nsecond\n")
     assert run.code == 0, run.stderr
     assert run.stdout.startswith("echo: first\necho: second\nTasks:\n")
     stored = acontext.stored_messages(only_session(acontext))
@@ -63,10 +85,10 @@ def test_piped_stdin_is_one_turn_per_line_in_one_session(
 
 
 def test_json_output_has_the_session_the_reply_and_the_tasks(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.responder = echo_responder
-    run = agent("--json", "plan a trip")
+    run = cli("--json", "plan a trip")
     assert run.code == 0, run.stderr
     payload = json.loads(run.stdout)
     assert payload["session_id"] == only_session(acontext)
@@ -83,12 +105,12 @@ def test_json_output_has_the_session_the_reply_and_the_tasks(
 
 
 def test_resume_continues_the_same_session_with_its_history(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.responder = echo_responder
-    first = agent("--json", "remember the number 7")
+    first = cli("--json", "remember the number 7")
     session_id = json.loads(first.stdout)["session_id"]
-    second = agent("--json", "--resume", session_id, "what was the number?")
+    second = cli("--json", "--resume", session_id, "what was the number?")
     assert second.code == 0, second.stderr
     assert json.loads(second.stdout)["session_id"] == session_id
     assert model.requests[-1]["messages"] == [
@@ -102,72 +124,71 @@ def test_resume_continues_the_same_session_with_its_history(
 
 
 def test_demo_plans_the_trip_shows_tasks_and_resumes_for_a_summary(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.script(
         text("Day 1: Nuuksio. Day 2: Lakes. Day 3: Lapland."),
-        tool_calls(("get_weather", '{"city": "Helsinki"}')),
+        tool_calls(("forecast", '{"city": "Helsinki"}')),
         text("It is fine."),
         tool_calls(
-            ("book_flight", '{"from_city": "Shanghai", "to_city": "Helsinki", "date": "tomorrow"}')
+            ("reserve", '{"origin": "Shanghai", "destination": "Helsinki", "day": "tomorrow"}')
         ),
         text("Booked."),
         text("You're welcome!"),
         text("We planned a trip, checked the weather and booked a flight."),
     )
-    run = agent("--demo")
+    run = cli("--demo", tools=[forecast, reserve])
     assert run.code == 0, run.stderr
     assert "1. [success] I'd like a 3-day trip to Finland" in run.stdout
     assert run.stdout.rstrip().endswith(
         "We planned a trip, checked the weather and booked a flight."
     )
     session_id = only_session(acontext)
-    assert len(acontext.stored_messages(session_id)) == 4 * 2 + 4 + 2
+    stored = acontext.stored_messages(session_id)
+    assert len(stored) == 4 * 2 + 4 + 2
+    assert [m["content"] for m in stored if m["role"] == "tool"] == [
+        "Sunny in Helsinki.",
+        "Seat reserved from Shanghai to Helsinki on tomorrow.",
+    ]
     assert model.requests[-1]["messages"][-1]["content"].startswith("Summarise our conversation")
 
 
-def test_an_interactive_session_ends_with_exit(agent: AgentCommand, model: FakeOpenAI) -> None:
+def test_an_interactive_session_ends_with_exit(cli: Cli, model: FakeOpenAI) -> None:
     model.responder = echo_responder
-    terminal = Terminal(agent)
-    terminal.type("hello there")
-    wait_for(lambda: bool(model.requests))
-    terminal.type("/exit")
-    code, stdout, stderr = terminal.finish()
-    assert code == 0, stderr
-    assert stdout.startswith("echo: hello there\nTasks:\n1. [success] hello there\n")
+    run = cli(input=b"hello there\n/exit\n", terminal=True)
+    assert run.code == 0, run.stderr
+    assert run.stdout.startswith("echo: hello there\nTasks:\n1. [success] hello there\n")
 
 
-def test_exit_code_2_for_a_missing_key(agent: AgentCommand) -> None:
-    run = agent("hi", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+def test_exit_code_2_for_a_missing_key(cli: Cli) -> None:
+    run = cli("hi", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
     assert run.code == 2
     assert run.stderr == (
         "error: OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment\n"
     )
 
 
-def test_exit_code_2_for_a_bad_flag(agent: AgentCommand) -> None:
-    run = agent("--frobnicate")
+def test_exit_code_2_for_a_bad_flag(cli: Cli) -> None:
+    run = cli("--frobnicate")
     assert run.code == 2
     assert "unrecognized arguments: --frobnicate" in run.stderr
 
 
-def test_exit_code_2_for_a_malformed_session_id(
-    agent: AgentCommand, acontext: FakeAcontext
-) -> None:
-    run = agent("--resume", "abc", "hi")
+def test_exit_code_2_for_a_malformed_session_id(cli: Cli, acontext: FakeAcontext) -> None:
+    run = cli("--resume", "abc", "hi")
     assert (run.code, run.stderr) == (2, "error: 'abc' is not a session id (a UUID)\n")
     assert acontext.requests == []
 
 
-def test_exit_code_2_for_an_unknown_session(agent: AgentCommand) -> None:
+def test_exit_code_2_for_an_unknown_session(cli: Cli) -> None:
     unknown = str(uuid.uuid4())
-    run = agent("--resume", unknown, "hi")
+    run = cli("--resume", unknown, "hi")
     assert (run.code, run.stderr) == (2, f"error: no Acontext session {unknown}\n")
 
 
-def test_exit_code_2_for_a_rejected_acontext_key(agent: AgentCommand, model: FakeOpenAI) -> None:
+def test_exit_code_2_for_a_rejected_acontext_key(cli: Cli, model: FakeOpenAI) -> None:
     model.responder = echo_responder
-    run = agent("hi", env={"ACONTEXT_API_KEY": "sk-ac-wrong-key"})
+    run = cli("hi", env={"ACONTEXT_API_KEY": "sk-ac-wrong-key"})
     assert run.code == 2
     assert run.stdout == "echo: hi\n"
     assert "error: ACONTEXT_API_KEY was rejected" in run.stderr
@@ -175,11 +196,12 @@ def test_exit_code_2_for_a_rejected_acontext_key(agent: AgentCommand, model: Fak
 
 
 def test_acontext_down_keeps_the_conversation_going_and_sync_sends_it_later(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(openai_basic.mirror, "STALL_SECONDS", 0.2)  # down is down: no 3 s wait
     acontext.stop()
     model.responder = echo_responder
-    run = agent("hi")
+    run = cli("hi")
     assert run.code == 1
     assert run.stdout == "echo: hi\n"
     assert f"Acontext unreachable at {acontext.base_url}" in run.stderr
@@ -188,7 +210,7 @@ def test_acontext_down_keeps_the_conversation_going_and_sync_sends_it_later(
     assert "Traceback" not in run.stderr
 
     acontext.restart()
-    synced = agent("sync")
+    synced = cli("sync")
     assert (synced.code, synced.stderr.splitlines()[-1]) == (
         0,
         "sent 2 messages; 0 still waiting; 0 held",
@@ -198,30 +220,30 @@ def test_acontext_down_keeps_the_conversation_going_and_sync_sends_it_later(
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "echo: hi"},
     ]
-    again = agent("sync")
+    again = cli("sync")
     assert again.stderr.splitlines()[-1] == "sent 0 messages; 0 still waiting; 0 held"
     assert len(acontext.stored_messages(session_id)) == 2
 
 
 def test_tasks_command_shows_a_sessions_tasks(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.responder = echo_responder
-    session_id = json.loads(agent("--json", "book a table").stdout)["session_id"]
-    run = agent("tasks", session_id)
+    session_id = json.loads(cli("--json", "book a table").stdout)["session_id"]
+    run = cli("tasks", session_id)
     assert run.code == 0
     assert run.stdout == (
         "Tasks:\n1. [success] book a table\n   progress: Agent responded to: book a table\n"
     )
-    unknown = agent("tasks", str(uuid.uuid4()))
+    unknown = cli("tasks", str(uuid.uuid4()))
     assert unknown.code == 2 and unknown.stderr.startswith("error: no Acontext session ")
 
 
 def test_exit_code_1_when_the_model_fails_and_the_session_is_kept(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.script(*[error(500, "overloaded")] * 3)
-    run = agent("hi")
+    run = cli("hi")
     assert run.code == 1
     assert "error: OpenAI: HTTP 500: overloaded" in run.stderr
     session_id = only_session(acontext)
@@ -229,7 +251,7 @@ def test_exit_code_1_when_the_model_fails_and_the_session_is_kept(
     assert acontext.stored_messages(session_id) == [{"role": "user", "content": "hi"}]
 
 
-def test_help_lists_the_options(agent: AgentCommand) -> None:
+def test_the_installed_script_shows_the_help(agent: AgentCommand) -> None:
     run = agent("--help")
     assert run.code == 0
     for option in ("--resume SESSION_ID", "--demo", "--json"):
@@ -299,9 +321,9 @@ def test_a_resumed_history_the_model_server_finds_invalid_is_named(
             "does not support tools); choose a model with tool calling (OPENAI_MODEL)",
         ),
         (
-            "Invalid schema for function 'get_weather': 'additionalProperties' is required",
+            "Invalid schema for function 'look_up': 'additionalProperties' is required",
             1,
-            "error: OpenAI: HTTP 400: Invalid schema for function 'get_weather': "
+            "error: OpenAI: HTTP 400: Invalid schema for function 'look_up': "
             "'additionalProperties' is required",
         ),
     ],

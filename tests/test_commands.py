@@ -7,72 +7,81 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import AgentCommand, Run
+from tests.conftest import Run
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
 
 Cli = Callable[..., Run]
 
 
+def forecast(city: str) -> str:
+    """Tell the weather in a city.
+
+    Args:
+        city: the city
+    """
+    return f"Sunny in {city}, 21 degrees."
+
+
 def test_sessions_lists_this_agents_sessions_newest_first(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.responder = echo_responder
-    first = json.loads(agent("--json", "plan a trip to Oslo").stdout)["session_id"]
-    second = json.loads(agent("--json", "book a table for two").stdout)["session_id"]
+    first = json.loads(cli("--json", "plan a trip to Oslo").stdout)["session_id"]
+    second = json.loads(cli("--json", "book a table for two").stdout)["session_id"]
     acontext.add_session(
         configs={"agent": "someone-else"}, messages=[{"role": "user", "content": "x"}]
     )
-    run = agent("sessions")
+    run = cli("sessions")
     assert run.code == 0, run.stderr
     lines = run.stdout.splitlines()
     assert [line.split()[0] for line in lines] == [second, first]
     assert lines[0].endswith("2 messages  book a table for two")
-    listed = json.loads(agent("sessions", "--json").stdout)["sessions"]
+    listed = json.loads(cli("sessions", "--json").stdout)["sessions"]
     assert [(s["id"], s["messages"], s["first_message"], s["model"]) for s in listed] == [
         (second, 2, "book a table for two", "gpt-4o-mini"),
         (first, 2, "plan a trip to Oslo", "gpt-4o-mini"),
     ]
 
 
-def test_sessions_when_there_are_none(agent: AgentCommand) -> None:
-    run = agent("sessions")
+def test_sessions_when_there_are_none(cli: Cli) -> None:
+    run = cli("sessions")
     assert (run.code, run.stdout) == (0, "No sessions yet. Start one with: agent\n")
 
 
-def test_history_renders_the_transcript_with_tool_calls(
-    agent: AgentCommand, model: FakeOpenAI
-) -> None:
-    model.script(tool_calls(("get_weather", '{"city": "Oslo"}')), text("Sunny in Oslo."))
-    session_id = json.loads(agent("--json", "weather in Oslo?").stdout)["session_id"]
-    run = agent("history", session_id)
+def test_history_renders_the_transcript_with_tool_calls(cli: Cli, model: FakeOpenAI) -> None:
+    model.script(tool_calls(("forecast", '{"city": "Oslo"}')), text("Sunny in Oslo."))
+    session_id = json.loads(cli("--json", "weather in Oslo?", tools=[forecast]).stdout)[
+        "session_id"
+    ]
+    run = cli("history", session_id)
     assert run.code == 0, run.stderr
-    weather = run.stdout.splitlines()[2]
     assert run.stdout.splitlines() == [
         "you: weather in Oslo?",
-        '  → get_weather({"city": "Oslo"})',
-        weather,
+        '  → forecast({"city": "Oslo"})',
+        "  ← Sunny in Oslo, 21 degrees.",
         "assistant: Sunny in Oslo.",
     ]
-    assert weather.startswith("  ← The weather in Oslo is ")
 
 
-def test_history_of_an_unknown_session_is_a_usage_error(agent: AgentCommand) -> None:
+def test_history_of_an_unknown_session_is_a_usage_error(cli: Cli) -> None:
     unknown = str(uuid.uuid4())
-    run = agent("history", unknown)
+    run = cli("history", unknown)
     assert (run.code, run.stderr) == (2, f"error: no Acontext session {unknown}\n")
 
 
-def test_doctor_passes_when_everything_works(agent: AgentCommand, model: FakeOpenAI) -> None:
+def test_doctor_passes_when_everything_works(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path
+) -> None:
     model.script(tool_calls(("ping", "{}")))
-    run = agent("doctor")
+    run = cli("doctor")
     assert run.code == 0, run.stdout
     assert "  OPENAI_API_KEY     …" in run.stdout  # too short to show any of it
     assert "sk-test" not in run.stdout and "sk-ac-test" not in run.stdout
     assert run.stdout.splitlines()[-6:] == [
         "checks",
-        f"  ok    journal in {agent.cwd / '.agent'}: not created yet",
-        f"  ok    Acontext reachable and key accepted at {agent.env['ACONTEXT_BASE_URL']}",
+        f"  ok    journal in {tmp_path / '.agent'}: not created yet",
+        f"  ok    Acontext reachable and key accepted at {acontext.base_url}",
         "  ok    OpenAI key accepted",
         "  ok    model 'gpt-4o-mini' accepted",
         "  ok    tool calling",
@@ -80,12 +89,10 @@ def test_doctor_passes_when_everything_works(agent: AgentCommand, model: FakeOpe
     assert model.requests[0]["tool_choice"] == "required"
 
 
-def test_doctor_says_what_to_fix(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
-) -> None:
+def test_doctor_says_what_to_fix(cli: Cli, model: FakeOpenAI, acontext: FakeAcontext) -> None:
     acontext.stop()
     model.api_key = "sk-another-key"
-    run = agent("doctor", env={"OPENAI_API_KEY": "sk-wrong-key-1234"})
+    run = cli("doctor", env={"OPENAI_API_KEY": "sk-wrong-key-1234"})
     assert run.code == 1
     checks = run.stdout.splitlines()[-2:]
     assert checks[0].startswith(
@@ -97,9 +104,9 @@ def test_doctor_says_what_to_fix(
     assert "sk-wrong-key-1234" not in run.stdout + run.stderr
 
 
-def test_doctor_flags_a_model_without_tool_calling(agent: AgentCommand, model: FakeOpenAI) -> None:
+def test_doctor_flags_a_model_without_tool_calling(cli: Cli, model: FakeOpenAI) -> None:
     model.script(text("pong"))
-    run = agent("doctor")
+    run = cli("doctor")
     assert run.code == 1
     assert run.stdout.splitlines()[-1] == (
         "  FAIL  tool calling: the model answered without calling the tool: "
@@ -107,17 +114,17 @@ def test_doctor_flags_a_model_without_tool_calling(agent: AgentCommand, model: F
     )
 
 
-def test_doctor_flags_an_unknown_model(agent: AgentCommand, model: FakeOpenAI) -> None:
+def test_doctor_flags_an_unknown_model(cli: Cli, model: FakeOpenAI) -> None:
     model.script(error(404, "The model `gpt-9` does not exist"))
-    run = agent("doctor", env={"OPENAI_MODEL": "gpt-9"})
+    run = cli("doctor", env={"OPENAI_MODEL": "gpt-9"})
     assert run.code == 1
     assert run.stdout.splitlines()[-1] == (
         "  FAIL  model 'gpt-9' accepted: not found: set OPENAI_MODEL to a model you have"
     )
 
 
-def test_doctor_without_an_openai_key(agent: AgentCommand, model: FakeOpenAI) -> None:
-    run = agent("doctor", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+def test_doctor_without_an_openai_key(cli: Cli, model: FakeOpenAI) -> None:
+    run = cli("doctor", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
     assert run.code == 1
     assert "  OPENAI_API_KEY     (not set)" in run.stdout
     assert run.stdout.splitlines()[-1].startswith(
@@ -127,12 +134,12 @@ def test_doctor_without_an_openai_key(agent: AgentCommand, model: FakeOpenAI) ->
 
 
 def test_user_model_and_system_flags_shape_the_new_session(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path
 ) -> None:
     model.responder = echo_responder
     prompt_file = tmp_path / "prompt.txt"
     prompt_file.write_text("You are a pirate.\n")
-    run = agent("--user", "alice", "--model", "gpt-test", "--system-file", str(prompt_file), "hi")
+    run = cli("--user", "alice", "--model", "gpt-test", "--system-file", str(prompt_file), "hi")
     assert run.code == 0, run.stderr
     (session_id,) = acontext.session_ids()
     session = acontext.session(session_id)
@@ -141,25 +148,23 @@ def test_user_model_and_system_flags_shape_the_new_session(
     assert session.configs["system_prompt"] == "You are a pirate."
     assert model.requests[0]["model"] == "gpt-test"
     assert model.requests[0]["messages"][0] == {"role": "system", "content": "You are a pirate."}
-    agent("--system", "Be terse.", "hi")
+    cli("--system", "Be terse.", "hi")
     assert model.requests[-1]["messages"][0] == {"role": "system", "content": "Be terse."}
 
 
-def test_a_missing_system_file_is_a_usage_error(agent: AgentCommand) -> None:
-    run = agent("--system-file", "nope.txt", "hi")
+def test_a_missing_system_file_is_a_usage_error(cli: Cli) -> None:
+    run = cli("--system-file", "nope.txt", "hi")
     assert run.code == 2
     assert run.stderr.startswith("error: cannot read --system-file nope.txt")
 
 
-def test_usage_is_shown_per_turn_and_for_the_session(
-    agent: AgentCommand, model: FakeOpenAI
-) -> None:
+def test_usage_is_shown_per_turn_and_for_the_session(cli: Cli, model: FakeOpenAI) -> None:
     model.script(
-        tool_calls(("get_weather", '{"city": "Oslo"}'), usage=(100, 10)),
+        tool_calls(("forecast", '{"city": "Oslo"}'), usage=(100, 10)),
         text("ok", usage=(150, 20)),
     )
     model.script(text("again", usage=(50, 5)))
-    run = agent("--json", input="first\nsecond\n")
+    run = cli("--json", input=b"first\nsecond\n", tools=[forecast])
     assert run.code == 0, run.stderr
     lines = run.stderr.splitlines()
     assert [line.split(",")[0] for line in lines if line.startswith(("turn:", "session:"))] == [

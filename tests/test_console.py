@@ -1,4 +1,5 @@
-"""The interactive chat, driven through a pseudo-terminal, and the terminal rendering."""
+"""The interactive chat, typed in-process or through a pseudo-terminal (for signals and line
+editing), and the terminal rendering."""
 
 from __future__ import annotations
 
@@ -9,29 +10,53 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from openai_basic.acontext_api import Task, TaskReport
 from openai_basic.agent import Usage
 from openai_basic.output import Output
-from tests.conftest import AGENT, AgentCommand, Terminal, wait_for
+from tests.conftest import AGENT, AgentCommand, Run, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, text
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+Cli = Callable[..., Run]
+
+
+def forecast(city: str) -> str:
+    """Tell the weather in a city.
+
+    Args:
+        city: the city
+    """
+    return f"Sunny in {city}."
+
+
+def reserve(origin: str, destination: str, day: str) -> str:
+    """Reserve a seat on a flight.
+
+    Args:
+        origin: where it leaves from
+        destination: where it goes
+        day: when
+    """
+    return f"Seat reserved from {origin} to {destination} on {day}."
+
+
+def typed(*lines: str) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode()
 
 
 def test_slash_commands_in_the_interactive_chat(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.responder = echo_responder
-    terminal = Terminal(agent)
-    terminal.type("/help", "hello", "/tools", "/session", "/usage", "/tasks", "/bogus", "/exit")
-    code, stdout, stderr = terminal.finish()
-    assert code == 0, stderr
+    commands = ("/help", "hello", "/tools", "/session", "/usage", "/tasks", "/bogus", "/exit")
+    run = cli(input=typed(*commands), terminal=True, tools=[forecast, reserve])
+    assert run.code == 0, run.stderr
     (session_id,) = acontext.session_ids()
-    lines = stdout.splitlines()
+    lines = run.stdout.splitlines()
     assert lines[:7] == [
         "/help     this list",
         "/tasks    send the conversation to Acontext now and show its tasks",
@@ -41,8 +66,10 @@ def test_slash_commands_in_the_interactive_chat(
         "/exit     end the chat and show the tasks (also Ctrl-D)",
         "echo: hello",
     ]
-    assert lines[7].startswith("get_weather(city): Get the current weather in a city")
-    assert lines[8].startswith("book_flight(from_city, to_city, date): Book the cheapest flight")
+    assert lines[7:9] == [
+        "forecast(city): Tell the weather in a city.",
+        "reserve(origin, destination, day): Reserve a seat on a flight.",
+    ]
     assert lines[9:13] == [
         f"session   {session_id}",
         "messages  2",
@@ -54,7 +81,7 @@ def test_slash_commands_in_the_interactive_chat(
     tasks = ["Tasks:", "1. [success] hello", "   progress: Agent responded to: hello"]
     assert lines[19:22] == tasks  # /tasks, during the chat
     assert lines[22:] == tasks  # and at the end
-    assert "unknown command /bogus; /help lists them" in stderr
+    assert "unknown command /bogus; /help lists them" in run.stderr
 
 
 def test_ctrl_c_cancels_the_turn_and_the_chat_goes_on(
@@ -126,17 +153,11 @@ def read_until_exit(process: subprocess.Popen[bytes], leader: int) -> str:
     return ANSI.sub("", screen.decode(errors="replace"))
 
 
-def test_ctrl_d_at_the_prompt_ends_the_chat_with_the_tasks(
-    agent: AgentCommand, model: FakeOpenAI
-) -> None:
+def test_ctrl_d_at_the_prompt_ends_the_chat_with_the_tasks(cli: Cli, model: FakeOpenAI) -> None:
     model.responder = echo_responder
-    terminal = Terminal(agent)
-    terminal.type("hi")
-    wait_for(lambda: len(model.requests) == 1)
-    os.write(terminal.leader, b"\x04")
-    code, stdout, _ = terminal.finish()
-    assert code == 0
-    assert stdout == "echo: hi\nTasks:\n1. [success] hi\n   progress: Agent responded to: hi\n"
+    run = cli(input=typed("hi"), terminal=True)  # then the end of input, as Ctrl-D gives
+    assert run.code == 0
+    assert run.stdout == "echo: hi\nTasks:\n1. [success] hi\n   progress: Agent responded to: hi\n"
 
 
 def test_line_history_is_kept_across_runs(
@@ -215,11 +236,7 @@ def test_usage_line() -> None:
     assert stderr.getvalue() == "turn: 120 in / 30 out tokens, 2 model calls, 1.3s\n"
 
 
-def test_leaving_before_saying_anything_makes_no_session(
-    agent: AgentCommand, acontext: FakeAcontext
-) -> None:
-    terminal = Terminal(agent)
-    terminal.type("/exit")
-    code, stdout, _ = terminal.finish()
-    assert (code, stdout) == (0, "")
+def test_leaving_before_saying_anything_makes_no_session(cli: Cli, acontext: FakeAcontext) -> None:
+    run = cli(input=typed("/exit"), terminal=True)
+    assert (run.code, run.stdout) == (0, "")
     assert acontext.session_ids() == []

@@ -12,31 +12,53 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+import openai_basic.mirror
 from openai_basic.agent import CANCELLED, NO_RESULT
 from openai_basic.conversation import ChatOutcome, chat
 from openai_basic.output import Output
 from openai_basic.settings import Settings
-from tests.conftest import AgentCommand, as_returned, wait_for
+from openai_basic.tools import ToolRegistry
+from tests.conftest import AgentCommand, Run, as_returned, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCallSpec, error, text, tool_calls
 
+Cli = Callable[..., Run]
 
-def weather_then_answer(messages: list[dict[str, Any]]) -> Reply:
-    """A model that checks the weather for every prompt, then answers from the tool result."""
+
+@pytest.fixture(autouse=True)
+def eager_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer tries again within 0.01-0.1 s, not 0.1-2 s: more tries amid the faults, and
+    less waiting."""
+    monkeypatch.setattr(openai_basic.mirror, "BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(openai_basic.mirror, "BACKOFF_MAX", 0.1)
+
+
+def look_up(city: str) -> str:
+    """Look a city up.
+
+    Args:
+        city: the city
+    """
+    return f"facts about {city}"
+
+
+def look_up_then_answer(messages: list[dict[str, Any]]) -> Reply:
+    """A model that looks up every prompt, then answers from the tool result."""
     last = messages[-1]
     if last["role"] == "user":
-        return tool_calls(("get_weather", json.dumps({"city": last["content"]})))
+        return tool_calls(("look_up", json.dumps({"city": last["content"]})))
     return text(f"done: {last['content']}")
 
 
 def converse(settings: Settings, prompts: Any, **options: Any) -> ChatOutcome:
     out = Output(stdout=io.StringIO(), stderr=io.StringIO())
-    return chat(settings=settings, prompts=prompts, out=out, **options)
+    registry = ToolRegistry([look_up])
+    return chat(settings=settings, prompts=prompts, out=out, registry=registry, **options)
 
 
 def assert_mirrored(acontext: FakeAcontext, outcome: ChatOutcome) -> None:
@@ -49,7 +71,7 @@ def assert_mirrored(acontext: FakeAcontext, outcome: ChatOutcome) -> None:
 def test_acontext_down_from_the_start_then_back(
     settings: Settings, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.stop()
 
     def prompts() -> Iterator[str]:
@@ -67,7 +89,7 @@ def test_acontext_down_from_the_start_then_back(
 def test_acontext_down_for_a_window_mid_conversation(
     settings: Settings, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
 
     def prompts() -> Iterator[str]:
         yield "Oslo"
@@ -83,7 +105,7 @@ def test_acontext_down_for_a_window_mid_conversation(
 def test_every_third_write_failing(
     settings: Settings, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.fail_every(3, status=503, path_contains="/messages")
     outcome = converse(settings, ["Oslo", "Rome", "Lima", "Kyiv", "Baku"])
     assert len(outcome.history) == 20
@@ -93,7 +115,7 @@ def test_every_third_write_failing(
 def test_answers_lost_after_successful_writes(
     settings: Settings, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.fail_every(2, path_contains="/messages", drop_after_write=True)
     outcome = converse(settings, ["Oslo", "Rome", "Lima"])
     assert_mirrored(acontext, outcome)
@@ -102,7 +124,7 @@ def test_answers_lost_after_successful_writes(
 def test_soak_many_turns_while_acontext_flaps(
     settings: Settings, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.fail_every(7, path_contains="/messages", drop_after_write=True)
     stop = threading.Event()
     rng = random.Random(7)
@@ -123,6 +145,7 @@ def test_soak_many_turns_while_acontext_flaps(
     def prompts() -> Iterator[str]:
         for i in range(40):
             yield f"city {i}"
+        wait_for(lambda: len(outages) >= 5)  # however fast the turns were
         stop.set()
         flapper.join()
 
@@ -136,7 +159,12 @@ def test_soak_many_turns_while_acontext_flaps(
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 )
 def test_ctrl_c_or_kill_in_a_tool_answers_the_call_and_the_session_resumes(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext, signum: int, code: int
+    agent: AgentCommand,
+    cli: Cli,
+    model: FakeOpenAI,
+    acontext: FakeAcontext,
+    signum: int,
+    code: int,
 ) -> None:
     driver = (
         "import pathlib, sys, time\n"
@@ -163,13 +191,13 @@ def test_ctrl_c_or_kill_in_a_tool_answers_the_call_and_the_session_resumes(
     assert stored[2] == {"role": "tool", "tool_call_id": "slow", "content": CANCELLED}
 
     model.script(text("Let us try again later."))
-    resumed = agent("--resume", session_id, "never mind")
+    resumed = cli("--resume", session_id, "never mind", tools=[look_up])
     assert resumed.code == 0, resumed.stderr
     assert len(acontext.stored_messages(session_id)) == 5
 
 
 def test_a_resumed_session_with_dangling_tool_calls_is_repaired_and_mirrored(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     session_id = acontext.add_session(
         messages=[
@@ -181,14 +209,14 @@ def test_a_resumed_session_with_dangling_tool_calls_is_repaired_and_mirrored(
                     {
                         "id": "lost",
                         "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                        "function": {"name": "look_up", "arguments": '{"city": "Oslo"}'},
                     }
                 ],
             },
         ]
     )
     model.script(text("Sorry, I lost that. Asking again?"))
-    run = agent("--resume", session_id, "hello?")
+    run = cli("--resume", session_id, "hello?", tools=[look_up])
     assert run.code == 0, run.stderr
     stored = acontext.stored_messages(session_id)
     assert stored[2:] == [
@@ -198,19 +226,19 @@ def test_a_resumed_session_with_dangling_tool_calls_is_repaired_and_mirrored(
     ]
 
 
-def test_openai_rate_limit_is_retried(agent: AgentCommand, model: FakeOpenAI) -> None:
+def test_openai_rate_limit_is_retried(cli: Cli, model: FakeOpenAI) -> None:
     model.script(error(429, "slow down"), text("here you go"))
-    run = agent("hi")
+    run = cli("hi")
     assert run.code == 0, run.stderr
     assert run.stdout.startswith("here you go\n")
     assert len(model.requests) == 2
 
 
 def test_no_retries_when_openai_max_retries_is_zero(
-    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     model.script(error(429, "slow down"), text("never"))
-    run = agent("hi", env={"OPENAI_MAX_RETRIES": "0"})
+    run = cli("hi", env={"OPENAI_MAX_RETRIES": "0"})
     assert run.code == 1
     assert "error: OpenAI: HTTP 429: slow down" in run.stderr
     (session_id,) = acontext.session_ids()

@@ -620,7 +620,6 @@ def test_stop_and_restart_from_another_thread_while_requests_are_in_flight(
 ) -> None:
     fake, client = private
     sid = client.sessions.create().id
-    fake.latency = 0.3
     outcomes: list[str] = []
 
     def store(i: int) -> None:
@@ -631,21 +630,22 @@ def test_stop_and_restart_from_another_thread_while_requests_are_in_flight(
             outcomes.append("cut")
 
     senders = [threading.Thread(target=store, args=(i,)) for i in range(6)]
-    for sender in senders:
-        sender.start()
-    wait_for(lambda: len(fake.requests) == 7)  # every request is read; each sleeps its latency
-    stopper = threading.Thread(target=fake.stop)
-    stopper.start()
-    stopper.join()
-    for sender in senders:
-        sender.join()
-    assert outcomes == ["cut"] * 6
-    # requests already read are still applied after their latency; their answers are lost
+    with fake.holding():
+        for sender in senders:
+            sender.start()
+        wait_for(lambda: len(fake.requests) == 7)  # every request is read, and held
+        stopper = threading.Thread(target=fake.stop)
+        stopper.start()
+        stopper.join()
+        for sender in senders:
+            sender.join()
+        assert outcomes == ["cut"] * 6
+        assert fake.stored_messages(sid) == []
+    # requests already read are still applied once let go; their answers are lost
     wait_for(lambda: len(fake.stored_messages(sid)) == 6)
     with pytest.raises(TransportError):
         client.ping()
 
-    fake.latency = 0
     restarter = threading.Thread(target=fake.restart)
     restarter.start()
     restarter.join()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import openai_basic.mirror
 from openai_basic.acontext_api import PAGE_SIZE, Task
 from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
 from openai_basic.journal import Held, Journal
@@ -342,10 +343,9 @@ def test_a_long_session_is_fitted_to_the_context_budget_with_tool_pairs_kept(
 
 
 def test_waiting_at_exit_stops_early_when_acontext_stays_down(
-    mirror: AcontextMirror, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
-
+    monkeypatch.setattr(openai_basic.mirror, "STALL_SECONDS", 0.2)
     acontext.stop()
     mirror.create(model="m", system_prompt="s")
     mirror.append({"role": "user", "content": "hi"})
@@ -385,14 +385,18 @@ def test_a_session_that_keeps_failing_does_not_hold_up_the_current_one(
 
 
 def test_one_failure_after_a_slow_answer_does_not_end_the_exit_wait(
-    mirror: AcontextMirror, acontext: FakeAcontext
+    mirror: AcontextMirror, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened = mirror.create(model="m", system_prompt="s")
-    acontext.fail_next(1, status=500, path_contains="/messages", delay=4)
+    """A stall is counted from the failure, not from the start of the slow attempt."""
+    monkeypatch.setattr(openai_basic.mirror, "STALL_SECONDS", 0.5)
+    mirror.create(model="m", system_prompt="s")
+    acontext.fail_next(1, status=500, path_contains="/messages", delay=1)  # slower than a stall
+    acontext.fail_next(10_000, status=500, path_contains="/messages")  # then nothing gets through
+    started = time.monotonic()
     for message in TOOL_TURN:
         mirror.append(message)
-    assert mirror.sync(timeout=10) == 0
-    assert acontext.stored_messages(opened.session_id) == [as_returned(m) for m in TOOL_TURN]
+    assert mirror.sync(timeout=10) == 4
+    assert time.monotonic() - started >= 1 + 0.5  # a whole stall after the failure
 
 
 def test_the_exit_wait_does_not_count_loading_the_sdk(
@@ -401,30 +405,37 @@ def test_the_exit_wait_does_not_count_loading_the_sdk(
     import openai_basic.acontext_api as api
 
     real = api.load_sdk
+    loaded: list[float] = []
 
     def slow_first_import() -> Any:
-        time.sleep(2)  # a loaded machine importing acontext without bytecode
+        time.sleep(0.6)  # a loaded machine importing acontext without bytecode
         monkeypatch.setattr(api, "load_sdk", real)
+        loaded.append(time.monotonic())
         return real()
 
     monkeypatch.setattr(api, "load_sdk", slow_first_import)
-    with AcontextMirror(replace(settings, sync_wait_seconds=0.5)) as mirror:
-        opened = mirror.create(model="m", system_prompt="s")
+    acontext.stop()  # nothing gets through: the wait runs its whole course
+    with AcontextMirror(settings) as mirror:
+        mirror.create(model="m", system_prompt="s")
         mirror.append({"role": "user", "content": "hi"})
-        assert mirror.sync(timeout=0.5) == 0
-    assert acontext.stored_messages(opened.session_id) == [{"role": "user", "content": "hi"}]
+        assert mirror.sync(timeout=0.3) == 1
+        gave_up = time.monotonic()
+    (loaded_at,) = loaded
+    assert gave_up - loaded_at >= 0.3  # the 0.3 s started once the SDK was there
 
 
 def test_close_leaves_a_writer_that_is_still_sending_alone(
-    settings: Settings, acontext: FakeAcontext
+    settings: Settings, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(openai_basic.mirror, "CLOSE_SECONDS", 0.1)
     mirror = AcontextMirror(settings)
     opened = mirror.create(model="m", system_prompt="s")
     mirror.sync(timeout=5)  # the writer is up
-    acontext.latency = 4  # the next request outlasts close()
-    mirror.append({"role": "user", "content": "slow"})
-    wait_for(lambda: any(r.method == "POST" for r in acontext.requests))
-    mirror.close()
+    with acontext.holding():  # the next request outlasts close()
+        mirror.append({"role": "user", "content": "slow"})
+        wait_for(lambda: any(r.method == "POST" for r in acontext.requests))
+        mirror.close()
+        assert acontext.session_ids() == []
     wait_for(lambda: acontext.session_ids() == [opened.session_id])
     wait_for(lambda: len(acontext.stored_messages(opened.session_id)) == 1)
     wait_for(lambda: waiting_in(settings) == 0)  # it could still mark it sent

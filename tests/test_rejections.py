@@ -8,6 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import openai_basic.acontext_api
+import openai_basic.mirror
 from tests.conftest import Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, Reply, text, tool_calls
@@ -15,19 +19,34 @@ from tests.fakes.openai_server import FakeOpenAI, Reply, text, tool_calls
 Cli = Callable[..., Run]
 
 
-def weather_then_answer(messages: list[dict[str, Any]]) -> Reply:
+def look_up(city: str) -> str:
+    """Look a city up.
+
+    Args:
+        city: the city
+    """
+    return f"facts about {city}"
+
+
+def look_up_then_answer(messages: list[dict[str, Any]]) -> Reply:
     last = messages[-1]
     if last["role"] == "user":
-        return tool_calls(("get_weather", json.dumps({"city": last["content"]})))
+        return tool_calls(("look_up", json.dumps({"city": last["content"]})))
     return text(f"done: {last['content']}")
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acontext's passing failures are tried again at once, not over 7.5 s."""
+    monkeypatch.setattr(openai_basic.acontext_api, "RETRY_DELAYS", (0.01,) * 4)
 
 
 def test_a_rejected_tool_call_message_holds_its_session_and_is_told(
     cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.fail_next(1, status=400, path_contains="/messages", body_contains='"tool_calls"')
-    run = cli("--json", "Oslo")
+    run = cli("--json", "Oslo", tools=[look_up])
 
     assert run.code == 1
     payload = json.loads(run.stdout)
@@ -49,9 +68,9 @@ def test_a_rejected_tool_call_message_holds_its_session_and_is_told(
 def test_sync_skips_a_rejected_message_only_when_told_to(
     cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.fail_next(100, status=422, path_contains="/messages", body_contains='"tool_calls"')
-    run = cli("--json", "Oslo")
+    run = cli("--json", "Oslo", tools=[look_up])
     (held,) = json.loads(run.stdout)["held"]
     session_id = json.loads(run.stdout)["session_id"]
 
@@ -91,8 +110,10 @@ def test_a_skip_of_an_unknown_message_is_a_usage_error(cli: Cli) -> None:
 
 
 def test_a_session_deleted_on_the_server_is_held_not_counted_as_sent(
-    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(openai_basic.mirror, "STALL_SECONDS", 0.2)  # down is down: no 3 s wait
+
     def answer_then_lose_acontext(messages: list[dict[str, Any]]) -> Reply:
         if messages[-1]["content"] == "again":  # all is stored but the reply to come
             wait_for(lambda: stored_so_far(acontext) == [3])
@@ -121,7 +142,7 @@ def stored_so_far(acontext: FakeAcontext) -> list[int]:
 
 
 def test_a_passing_failure_of_flush_or_tasks_is_tried_again(
-    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, quick_retries: None
 ) -> None:
     model.script(text("hello"))
     acontext.fail_next(1, status=500, path_contains="/flush")
@@ -132,7 +153,7 @@ def test_a_passing_failure_of_flush_or_tasks_is_tried_again(
 
 
 def test_a_flush_that_keeps_failing_says_how_to_see_the_tasks_later(
-    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, quick_retries: None
 ) -> None:
     model.script(text("hello"))
     acontext.fail_next(100, status=500, path_contains="/flush")

@@ -12,9 +12,10 @@ import pytest
 import openai_basic.journal
 from openai_basic.conversation import Conversation
 from openai_basic.errors import JournalError
+from openai_basic.mirror import AcontextMirror
 from openai_basic.output import Output
 from openai_basic.settings import Settings
-from tests.conftest import Run
+from tests.conftest import Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, text
 
@@ -90,6 +91,28 @@ def test_a_full_disk_mid_conversation_keeps_the_reply_and_the_messages(
         assert chat.mirror.unsent() == 0
         stored = acontext.stored_messages(chat.session_id)
     assert [m["content"] for m in stored] == ["one", "first", "two " * 5000, "second"]
+
+
+def test_messages_kept_in_memory_go_after_every_message_journaled_before_them(
+    settings: Settings, acontext: FakeAcontext
+) -> None:
+    """What the full-disk test above depends on, without its timing: the writer is still
+    sending the first message when the second is journaled and the disk fills up."""
+    with AcontextMirror(settings) as mirror:
+        opened = mirror.create(model="m", system_prompt="s")
+        mirror.sync(timeout=5)  # the writer is up
+        with acontext.holding():  # the writer is sending "one" and has read nothing else
+            mirror.append({"role": "user", "content": "one"})
+            wait_for(lambda: len(acontext.requests) == 1)
+            mirror.append({"role": "assistant", "content": "first"})
+            db = mirror.journal._db
+            db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+            mirror.append({"role": "user", "content": "two " * 5000})
+            mirror.append({"role": "assistant", "content": "second"})
+            assert mirror.journal_failure is not None
+        assert mirror.sync(timeout=10) == 0
+        stored = [m["content"] for m in acontext.stored_messages(opened.session_id)]
+    assert stored == ["one", "first", "two " * 5000, "second"]
 
 
 def test_read_only_commands_make_no_journal(

@@ -281,10 +281,15 @@ class AcontextMirror:
         return busy
 
     def _send_session(self, session_id: str) -> None:
-        """Send what waits (read again now that the claim is ours) until done or rejected."""
-        for entry in self.journal.sendable(session_id):
-            if self._stop.is_set() or not self._send(entry):
-                return
+        """Send what waits (read again now that the claim is ours) until done or rejected.
+
+        The journal is read again until it has nothing left: a message journaled while others
+        were being sent goes before those kept in memory after it (on a full disk).
+        """
+        while entries := self.journal.sendable(session_id):
+            for entry in entries:
+                if self._stop.is_set() or not self._send(entry):
+                    return
         while session_id == self.session_id and self._unjournaled and not self._unjournaled_held:
             if self._stop.is_set() or not self._send(self._unjournaled[0]):
                 return

@@ -714,7 +714,8 @@ class FakeAcontext:
         requests: every request received, in order (:class:`RecordedRequest`).
 
     Methods: :meth:`fail_next`, :meth:`stored_messages`, :meth:`stored_metas`,
-    :meth:`session`, :meth:`add_session`, :meth:`stop`, :meth:`restart`, :meth:`flapping`;
+    :meth:`session`, :meth:`add_session`, :meth:`stop`, :meth:`restart`, :meth:`flapping`,
+    :meth:`holding`;
     usable as a context manager (``__exit__`` stops it).
 
     :meth:`stop`, :meth:`start` and :meth:`restart` may be called from any thread while
@@ -764,6 +765,8 @@ class FakeAcontext:
         self._last_time = datetime.now(UTC)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._answering = threading.Event()
+        self._answering.set()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -838,6 +841,16 @@ class FakeAcontext:
             done.set()
             thread.join()
             self.start()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Requests received while the block runs wait, once recorded, until it ends: a test
+        can be sure that a request is in flight, whatever the machine's speed."""
+        self._answering.clear()
+        try:
+            yield
+        finally:
+            self._answering.set()
 
     def next_latency(self) -> float:
         """The seconds the next request sleeps: a draw from ``latency_range`` when it is set,
@@ -1071,6 +1084,7 @@ class FakeAcontext:
         route = route or "/"
         with self._lock:
             self.requests.append(RecordedRequest(method, route, dict(query), body))
+        self._answering.wait()
         delay = self.next_latency()  # after recording: a test can see a request in flight
         if delay > 0:
             time.sleep(delay)
