@@ -44,14 +44,26 @@ while not Path(GO).exists():
 # One conversation, one prompt per line of stdin. Status lines go to LOG; stdout is the history.
 _AGENT = """
 import json, sys
-from openai_basic.conversation import Conversation
+from openai_basic.conversation import Conversation, make_registry
 from openai_basic.errors import AgentError
 from openai_basic.output import Output
 from openai_basic.settings import load_settings
 
+
+def look_up(city: str) -> str:
+    '''Look up what is known about a city.
+
+    Args:
+        city: The city.
+    '''
+    return f"known about {city}"
+
+
+settings = load_settings()
 with open(LOG, "w", buffering=1) as log:
     out = Output(stream=False, stdout=log, stderr=log)
-    with Conversation(settings=load_settings(), out=out) as conversation:
+    tools = make_registry(settings, [look_up])  # its own tool: the samples may be replaced
+    with Conversation(settings=settings, out=out, registry=tools) as conversation:
         for line in sys.stdin:
             if line.strip():
                 conversation.turn(line.strip())
@@ -87,11 +99,11 @@ sys.exit(main(["sync"]))
 """
 
 
-def weather_then_answer(messages: list[dict[str, Any]]) -> Reply:
-    """Every prompt: a get_weather call (a sample tool), then an answer from its result."""
+def look_up_then_answer(messages: list[dict[str, Any]]) -> Reply:
+    """Every prompt: a call of the drivers' look_up tool, then an answer from its result."""
     last = messages[-1]
     if last["role"] == "user":
-        return tool_calls(("get_weather", json.dumps({"city": last["content"]})))
+        return tool_calls(("look_up", json.dumps({"city": last["content"]})))
     return text(f"done: {last['content']}")
 
 
@@ -237,7 +249,7 @@ def _few(items: list[str]) -> str:
 def test_two_agents_and_a_sync_loop_store_each_message_once_in_order(
     processes: Processes, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.latency_range = (0.05, 0.3)
     acontext.random.seed(8)
     agents = [
@@ -262,7 +274,7 @@ def test_two_agents_and_a_sync_loop_store_each_message_once_in_order(
 def test_sync_racing_a_recovering_writer_sends_each_message_once(
     processes: Processes, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
-    model.responder = weather_then_answer
+    model.responder = look_up_then_answer
     acontext.latency_range = (0.05, 0.3)
     acontext.random.seed(9)
     acontext.stop()
@@ -274,7 +286,7 @@ def test_sync_racing_a_recovering_writer_sends_each_message_once(
     os.write(writing, "".join(f"city {i}\n" for i in range(4)).encode())
     # the last turn is answered, so every message waits in the journal, and the agent's writer
     # has said that it cannot send them
-    wait_for(lambda: "done: The weather in city 3 " in talker.read_log(), PROCESS_SECONDS)
+    wait_for(lambda: "done: known about city 3" in talker.read_log(), PROCESS_SECONDS)
     wait_for(lambda: "acontext: " in talker.read_log(), PROCESS_SECONDS)
 
     acontext.restart()  # the writer recovers at its next retry, while `agent sync` starts
@@ -295,7 +307,7 @@ def test_soak_three_agents_one_journal_while_acontext_flaps(
     processes: Processes, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:
     # a model that takes its time, so that the conversations go on across many outages
-    model.responder = lambda messages: replace(weather_then_answer(messages), delay=0.1)
+    model.responder = lambda messages: replace(look_up_then_answer(messages), delay=0.1)
     acontext.latency_range = (0.0, 0.05)
     acontext.random.seed(10)
     agents = [
