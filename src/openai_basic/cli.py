@@ -28,12 +28,12 @@ from openai_basic.errors import (
 from openai_basic.text import decode, valid
 
 if TYPE_CHECKING:
-    from openai_basic.conversation import ChatOutcome
+    from openai_basic.conversation import ChatOutcome, Conversation
     from openai_basic.output import Output
     from openai_basic.settings import Settings
     from openai_basic.tools import ToolFunction
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DESCRIPTION = "A console OpenAI agent whose conversation is mirrored into Acontext."
 COMMAND_HELP = {
     "sessions": "list this agent's recent sessions",
@@ -89,13 +89,9 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     """Run the command line; ``tools`` replaces the sample tools (for an entry point of yours)."""
     argv = [valid(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     command = argv[0] if argv and argv[0] in COMMAND_HELP else None
-    if command:
-        args = build_command_parser(command).parse_args(argv[1:])
-    else:
-        args = build_parser().parse_args(argv)
-        if args.demo and (args.prompt or args.resume):
-            print("error: --demo takes no PROMPT and no --resume", file=sys.stderr)
-            return EXIT_USAGE
+    args = _parse(command, argv)
+    if args is None:
+        return EXIT_USAGE
     from openai_basic.output import Output
 
     out = Output(
@@ -105,27 +101,47 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     _tolerate_any_bytes()
     restore = _terminate_like_ctrl_c()
     try:
-        from openai_basic.settings import load_settings
-
-        settings = load_settings(require_openai=command is None, on_note=out.status)
-        out.hide(settings.openai_api_key, settings.acontext_api_key)
-        if command:
-            return COMMANDS[command](args, settings, out)
-        return _chat(args, _with_flags(settings, args, out), out, tools)
-    except KeyboardInterrupt as interrupt:
-        out.error("interrupted")
-        return 128 + signal_number(interrupt)
-    except ConfigError as exc:
-        out.error(str(exc))
-        return EXIT_USAGE
-    except Interrupted as exc:
-        out.error(str(exc))
-        return exc.exit_code
-    except AgentError as exc:
-        out.error(str(exc))
-        return EXIT_FAILED
+        return _run(command, args, out, tools)
+    except (KeyboardInterrupt, AgentError) as exc:
+        out.error("interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
+        return _exit_code(exc)
     finally:
         restore()
+
+
+def _run(
+    command: str | None,
+    args: argparse.Namespace,
+    out: Output,
+    tools: Iterable[ToolFunction] | None,
+) -> int:
+    from openai_basic.settings import load_settings
+
+    settings = load_settings(require_openai=command is None, on_note=out.status)
+    out.hide(settings.openai_api_key, settings.acontext_api_key)
+    if command:
+        return COMMANDS[command](args, settings, out)
+    return _chat(args, _with_flags(settings, args, out), out, tools)
+
+
+def _exit_code(exc: KeyboardInterrupt | AgentError) -> int:
+    """2 for what the user can fix, 128 + the signal for an interruption, 1 for the rest."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 128 + signal_number(exc)
+    if isinstance(exc, Interrupted):
+        return exc.exit_code
+    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+
+
+def _parse(command: str | None, argv: list[str]) -> argparse.Namespace | None:
+    """The arguments of the command (or of a chat); None after a usage error was told."""
+    if command:
+        return build_command_parser(command).parse_args(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.demo and (args.prompt or args.resume):
+        print("error: --demo takes no PROMPT and no --resume", file=sys.stderr)
+        return None
+    return args
 
 
 def _fill_closed_descriptors() -> None:
@@ -240,8 +256,7 @@ def _interactive(
     if first is None:  # left before saying anything: no session to make
         save_history()
         return EXIT_OK
-    from openai_basic.console import interact
-    from openai_basic.conversation import INTERRUPT_SYNC_SECONDS, Conversation, make_registry
+    from openai_basic.conversation import Conversation, make_registry
 
     with Conversation(
         settings=settings,
@@ -250,19 +265,29 @@ def _interactive(
         resume=args.resume,
         user=args.user,
     ) as conversation:
-        try:
-            interact(conversation, first)
-        except Terminated as interrupt:
-            conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
-            raise Interrupted(conversation.session_id, interrupt.signum) from None
-        finally:
-            save_history()
-        try:
-            outcome = conversation.finish()
-        except KeyboardInterrupt as interrupt:
-            raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
+        outcome = _chat_until_left(conversation, first, save_history)
     out.tasks(outcome.report)
     return _report(outcome, out, args.json)
+
+
+def _chat_until_left(
+    conversation: Conversation, first: str, save_history: Callable[[], None]
+) -> ChatOutcome:
+    """The chat, then its tasks; a signal ends it as Ctrl-C ends a turn, with the session kept."""
+    from openai_basic.console import interact
+    from openai_basic.conversation import INTERRUPT_SYNC_SECONDS
+
+    try:
+        interact(conversation, first)
+    except Terminated as interrupt:
+        conversation.save(min(INTERRUPT_SYNC_SECONDS, conversation.settings.sync_wait_seconds))
+        raise Interrupted(conversation.session_id, interrupt.signum) from None
+    finally:
+        save_history()
+    try:
+        return conversation.finish()
+    except KeyboardInterrupt as interrupt:
+        raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
 
 
 def _first_line(settings: Settings) -> str | None:

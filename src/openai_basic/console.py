@@ -58,7 +58,6 @@ def enable_line_editing(history_file: Path) -> Callable[[], None]:
 
 def interact(conversation: Conversation, first: str | None = None) -> None:
     """Chat until the user leaves. ``first`` is a line already read before the session opened."""
-    out = conversation.out
     line: str | None = first
     while True:
         if line is None:
@@ -70,23 +69,29 @@ def interact(conversation: Conversation, first: str | None = None) -> None:
                 print(file=sys.stderr)
                 return
         text, line = line.strip(), None
-        if not text:
-            continue
         if text in EXIT_COMMANDS:
             return
-        if text.startswith("/") and text.split()[0] in COMMANDS:
-            COMMANDS[text.split()[0]](conversation)
-            continue
-        if text.startswith("/"):
+        if text:
+            _answer(conversation, text)
+
+
+def _answer(conversation: Conversation, text: str) -> None:
+    """Run a slash command, or a turn that Ctrl-C cancels without ending the chat."""
+    out = conversation.out
+    if text.startswith("/"):
+        command = COMMANDS.get(text.split()[0])
+        if command is None:
             out.status(f"unknown command {text.split()[0]}; /help lists them")
-            continue
-        try:
-            conversation.turn(text)
-        except Terminated:
-            raise
-        except KeyboardInterrupt:
-            out.end_reply()
-            out.status("turn cancelled; Ctrl-C again or Ctrl-D to leave")
+        else:
+            command(conversation)
+        return
+    try:
+        conversation.turn(text)
+    except Terminated:
+        raise
+    except KeyboardInterrupt:
+        out.end_reply()
+        out.status("turn cancelled; Ctrl-C again or Ctrl-D to leave")
 
 
 def _help(conversation: Conversation) -> None:

@@ -19,7 +19,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,10 @@ class OpenedSession:
 
 class _Retry(Exception):
     """Acontext failed in a way worth trying again (down, timeout, 5xx, 429)."""
+
+
+class _Rejected(Exception):
+    """Acontext refused the message itself (a 4xx): sending it again will not help."""
 
 
 class AcontextMirror:
@@ -296,36 +301,44 @@ class AcontextMirror:
 
     def _send(self, entry: Entry) -> bool:
         """Store one message; False when Acontext rejected it (its session is then held)."""
-        api = self.api
-        errors = load_sdk().errors
         try:
-            self._ensure_created(entry.session_id)
-            if entry.attempted and entry.client_id in api.recent_client_ids(entry.session_id):
-                self._delivered(entry)  # stored before, but its answer was lost
-                return True
-            self._attempting(entry)
-            api.client.sessions.store_message(
-                entry.session_id,
-                blob=entry.message,  # type: ignore[arg-type]
-                format="openai",
-                meta=entry.meta,
-            )
-        except errors.TransportError as exc:
-            raise _Retry(
-                f"Acontext unreachable at {self._settings.acontext_base_url} "
-                "(start one with `acontext server up`)"
-            ) from exc
-        except errors.APIError as exc:
-            if exc.status_code == 401:
-                raise ConfigError(
-                    f"ACONTEXT_API_KEY was rejected by {self._settings.acontext_base_url}"
-                ) from exc
-            if retryable(exc.status_code):
-                raise _Retry(f"Acontext failed (HTTP {exc.status_code})") from exc
-            self._rejected(entry, f"HTTP {exc.status_code}: {exc.message}")
+            with self._write_errors():
+                self._store(entry)
+        except _Rejected as rejection:
+            self._rejected(entry, str(rejection))
             return False
         self._delivered(entry)
         return True
+
+    def _store(self, entry: Entry) -> None:
+        self._ensure_created(entry.session_id)
+        if entry.attempted and entry.client_id in self.api.recent_client_ids(entry.session_id):
+            return  # stored before, but its answer was lost
+        self._attempting(entry)
+        self.api.client.sessions.store_message(
+            entry.session_id,
+            blob=entry.message,  # type: ignore[arg-type]
+            format="openai",
+            meta=entry.meta,
+        )
+
+    @contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """The SDK's errors as the writer acts on them: try again, stop, or hold the session."""
+        errors = load_sdk().errors
+        base_url = self._settings.acontext_base_url
+        try:
+            yield
+        except errors.TransportError as exc:
+            raise _Retry(
+                f"Acontext unreachable at {base_url} (start one with `acontext server up`)"
+            ) from exc
+        except errors.APIError as exc:
+            if exc.status_code == 401:
+                raise ConfigError(f"ACONTEXT_API_KEY was rejected by {base_url}") from exc
+            if retryable(exc.status_code):
+                raise _Retry(f"Acontext failed (HTTP {exc.status_code})") from exc
+            raise _Rejected(f"HTTP {exc.status_code}: {exc.message}") from exc
 
     def _attempting(self, entry: Entry) -> None:
         if entry.seq:
