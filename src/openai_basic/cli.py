@@ -7,6 +7,7 @@ usage errors answer at once, and an interactive chat shows its prompt while they
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -245,7 +246,7 @@ def _chat(
 def _interactive(
     args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
 ) -> int:
-    from openai_basic.console import enable_line_editing
+    from openai_basic.chat import enable_line_editing
 
     save_history = enable_line_editing(settings.state_dir / "history")
     try:
@@ -274,7 +275,7 @@ def _chat_until_left(
     conversation: Conversation, first: str, save_history: Callable[[], None]
 ) -> ChatOutcome:
     """The chat, then its tasks; a signal ends it as Ctrl-C ends a turn, with the session kept."""
-    from openai_basic.console import interact
+    from openai_basic.chat import interact
     from openai_basic.conversation import INTERRUPT_SYNC_SECONDS
 
     try:
@@ -292,11 +293,14 @@ def _chat_until_left(
 
 def _first_line(settings: Settings) -> str | None:
     """The first line typed, read while the SDKs load; None when the user left at once."""
-    from openai_basic.console import EXIT_COMMANDS, read_line
+    from openai_basic.chat import EXIT_COMMANDS, read_line
     from openai_basic.journal import Journal
 
     Journal(settings.state_dir).close()  # a state folder that cannot work fails before any typing
-    threading.Thread(target=_preload, name="preload", daemon=True).start()
+    conversation_loaded = threading.Event()
+    threading.Thread(
+        target=_preload, args=(conversation_loaded,), name="preload", daemon=True
+    ).start()
     print("Chat with the agent. /help lists the commands; Ctrl-D or /exit ends.", file=sys.stderr)
     try:
         first = read_line()
@@ -304,7 +308,10 @@ def _first_line(settings: Settings) -> str | None:
         raise
     except (EOFError, KeyboardInterrupt):
         return None
-    return None if first.strip() in EXIT_COMMANDS else first
+    if first.strip() in EXIT_COMMANDS:
+        return None
+    conversation_loaded.wait()  # one thread imports a package at a time: see _preload
+    return first
 
 
 def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
@@ -451,18 +458,26 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _preload() -> None:
-    """Import what a conversation needs (seconds of work) while the user types."""
+def _preload(conversation_loaded: threading.Event) -> None:
+    """Import what a conversation needs (seconds of work) while the user types.
+
+    Two threads importing one package graph at once can meet a half-made module ("partially
+    initialized module 'httpx'"), so the chat waits for ``conversation_loaded`` before it imports
+    anything itself; the acontext SDK goes on loading here, behind ``load_sdk``'s lock.
+    """
     try:
         import httpx  # noqa: F401  first, as AcontextMirror.start explains
         import openai  # noqa: F401
 
         import openai_basic.conversation  # noqa: F401
+    except Exception:  # the conversation imports again and reports any problem itself
+        pass
+    finally:
+        conversation_loaded.set()
+    with contextlib.suppress(Exception):
         from openai_basic.acontext_api import load_sdk
 
         load_sdk()
-    except Exception:  # the conversation imports again and reports any problem itself
-        pass
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

@@ -1,6 +1,6 @@
 """One conversation from start to tasks: open the session, run each turn, extract the tasks.
 
-``Conversation`` is the use case that the one-shot and piped CLI, the interactive console and the
+``Conversation`` is the use case that the one-shot and piped CLI, the interactive chat and the
 demo share. It wires the settings, the OpenAI client, the tool registry, the Acontext mirror and the
 terminal together; it decides nothing about exit codes.
 """
