@@ -6,6 +6,7 @@ import io
 import ipaddress
 import os
 import pty
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,13 @@ from tests.fakes.openai_server import FakeOpenAI, start_fake_openai
 AGENT = Path(sys.executable).parent / "agent"
 _real_connect = socket.socket.connect
 _real_getaddrinfo = socket.getaddrinfo
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background by a script inherits SIGINT ignored, and so would each
+    agent it starts: the Ctrl-C tests need Python's own handler back."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _loopback(host: object) -> bool:
