@@ -21,28 +21,9 @@ from tests.fakes.openai_server import (
     text,
     tool_calls,
 )
+from tests.tools import forecast, reserve
 
 Cli = Callable[..., Run]
-
-
-def forecast(city: str) -> str:
-    """Tell the weather in a city.
-
-    Args:
-        city: the city
-    """
-    return f"Sunny in {city}."
-
-
-def reserve(origin: str, destination: str, day: str) -> str:
-    """Reserve a seat on a flight.
-
-    Args:
-        origin: where it leaves from
-        destination: where it goes
-        day: when
-    """
-    return f"Seat reserved from {origin} to {destination} on {day}."
 
 
 def only_session(acontext: FakeAcontext) -> str:

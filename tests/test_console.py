@@ -19,29 +19,10 @@ from openai_basic.output import Output
 from tests.conftest import AGENT, AgentCommand, Run, Terminal, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, text
+from tests.tools import forecast, reserve
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 Cli = Callable[..., Run]
-
-
-def forecast(city: str) -> str:
-    """Tell the weather in a city.
-
-    Args:
-        city: the city
-    """
-    return f"Sunny in {city}."
-
-
-def reserve(origin: str, destination: str, day: str) -> str:
-    """Reserve a seat on a flight.
-
-    Args:
-        origin: where it leaves from
-        destination: where it goes
-        day: when
-    """
-    return f"Seat reserved from {origin} to {destination} on {day}."
 
 
 def typed(*lines: str) -> bytes:

@@ -7,7 +7,6 @@ agent kept locally.
 from __future__ import annotations
 
 import io
-import json
 import random
 import signal
 import threading
@@ -25,7 +24,8 @@ from openai_basic.settings import Settings
 from openai_basic.tools import ToolRegistry
 from tests.conftest import AgentCommand, Run, as_returned, wait_for
 from tests.fakes.acontext_server import FakeAcontext
-from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCallSpec, error, text, tool_calls
+from tests.fakes.openai_server import FakeOpenAI, ToolCallSpec, error, text, tool_calls
+from tests.tools import look_up, look_up_then_answer
 
 Cli = Callable[..., Run]
 
@@ -36,23 +36,6 @@ def eager_writer(monkeypatch: pytest.MonkeyPatch) -> None:
     less waiting."""
     monkeypatch.setattr(openai_basic.mirror, "BACKOFF_FIRST", 0.01)
     monkeypatch.setattr(openai_basic.mirror, "BACKOFF_MAX", 0.1)
-
-
-def look_up(city: str) -> str:
-    """Look a city up.
-
-    Args:
-        city: the city
-    """
-    return f"facts about {city}"
-
-
-def look_up_then_answer(messages: list[dict[str, Any]]) -> Reply:
-    """A model that looks up every prompt, then answers from the tool result."""
-    last = messages[-1]
-    if last["role"] == "user":
-        return tool_calls(("look_up", json.dumps({"city": last["content"]})))
-    return text(f"done: {last['content']}")
 
 
 def converse(settings: Settings, prompts: Any, **options: Any) -> ChatOutcome:

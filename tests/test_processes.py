@@ -23,7 +23,8 @@ import pytest
 
 from tests.conftest import AgentCommand, as_returned, wait_for
 from tests.fakes.acontext_server import FakeAcontext
-from tests.fakes.openai_server import FakeOpenAI, Reply, text, tool_calls
+from tests.fakes.openai_server import FakeOpenAI
+from tests.tools import look_up_then_answer
 
 PROCESS_SECONDS = 180.0
 
@@ -97,14 +98,6 @@ from openai_basic.cli import main
 
 sys.exit(main(["sync"]))
 """
-
-
-def look_up_then_answer(messages: list[dict[str, Any]]) -> Reply:
-    """Every prompt: a call of the drivers' look_up tool, then an answer from its result."""
-    last = messages[-1]
-    if last["role"] == "user":
-        return tool_calls(("look_up", json.dumps({"city": last["content"]})))
-    return text(f"done: {last['content']}")
 
 
 @dataclass(frozen=True)

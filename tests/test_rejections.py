@@ -14,25 +14,10 @@ import openai_basic.acontext_api
 import openai_basic.mirror
 from tests.conftest import Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
-from tests.fakes.openai_server import FakeOpenAI, Reply, text, tool_calls
+from tests.fakes.openai_server import FakeOpenAI, Reply, text
+from tests.tools import look_up, look_up_then_answer
 
 Cli = Callable[..., Run]
-
-
-def look_up(city: str) -> str:
-    """Look a city up.
-
-    Args:
-        city: the city
-    """
-    return f"facts about {city}"
-
-
-def look_up_then_answer(messages: list[dict[str, Any]]) -> Reply:
-    last = messages[-1]
-    if last["role"] == "user":
-        return tool_calls(("look_up", json.dumps({"city": last["content"]})))
-    return text(f"done: {last['content']}")
 
 
 @pytest.fixture
