@@ -357,12 +357,12 @@ class AcontextMirror:
     def _rejected(self, entry: Entry, error: str) -> None:
         if entry.seq:
             self.journal.mark_rejected(entry.seq, error)
-            behind = len(self.journal.unsent(entry.session_id)) - 1
+            (held,) = self.journal.held(entry.session_id)  # sending stops at the first
         else:  # kept in memory, and held there
-            behind = len(self._unjournaled) - 1
             self._unjournaled_held = True
-        if self._on_held is not None:
+            behind = len(self._unjournaled) - 1
             held = Held(entry.session_id, entry.client_id, kind(entry.message), error, behind)
+        if self._on_held is not None:
             self._on_held(held)
 
     def _ensure_created(self, session_id: str) -> None:
