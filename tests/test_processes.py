@@ -33,10 +33,9 @@ _GATE = """
 import time
 from pathlib import Path
 
-import httpx, openai  # httpx first, as AcontextMirror.start explains
-from openai_basic.mirror import load_sdk
+from openai_basic.preload import preload
 
-load_sdk()
+preload("acontext")
 Path(READY).touch()
 while not Path(GO).exists():
     time.sleep(0.01)

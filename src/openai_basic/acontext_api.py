@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from openai_basic.errors import ConfigError, ServiceError, SessionNotFoundError
+from openai_basic.preload import preload
 from openai_basic.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,20 +31,15 @@ KEEP_TOOL_RESULTS = 5  # when a resumed session is over budget, older tool resul
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # flush and reads: a passing 5xx is not the end of the run
 
 T = TypeVar("T")
-_IMPORT_LOCK = threading.Lock()
 
 
 def load_sdk() -> ModuleType:
-    """Import the ``acontext`` SDK (seconds) once, whichever thread asks first.
+    """The ``acontext`` SDK, once the preload thread has imported it (see ``preload``)."""
+    preload("acontext")
+    import acontext
+    import acontext.errors
 
-    Two threads importing the same package graph at once can see a half-initialised module, so
-    every import of it goes through this lock.
-    """
-    with _IMPORT_LOCK:
-        import acontext
-        import acontext.errors
-
-        return acontext
+    return acontext
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """The command line. The only place that turns errors into messages and exit codes.
 
-Heavy imports (the OpenAI and Acontext SDKs) wait until a command needs them, so ``--help`` and
-usage errors answer at once, and an interactive chat shows its prompt while they load.
+The modules that import openai (``conversation``, ``demo``, ``doctor``) are imported by the
+commands that need them, after ``preload``: ``--help`` and usage errors answer at once, and an
+interactive chat shows its prompt while the SDKs load.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import itertools
 import os
@@ -19,6 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
+from openai_basic.acontext_api import AcontextApi, TaskReport
+from openai_basic.chat import EXIT_COMMANDS, enable_line_editing, interact, read_line
 from openai_basic.errors import (
     AgentError,
     ConfigError,
@@ -26,13 +28,16 @@ from openai_basic.errors import (
     Terminated,
     signal_number,
 )
+from openai_basic.journal import Journal, kind
+from openai_basic.mirror import AcontextMirror
+from openai_basic.output import Output, task_payload
+from openai_basic.preload import preload
+from openai_basic.settings import Settings, load_settings
 from openai_basic.text import decode, valid
 
 if TYPE_CHECKING:
     from openai_basic.conversation import ChatOutcome, Conversation
-    from openai_basic.output import Output
-    from openai_basic.settings import Settings
-    from openai_basic.tools import ToolFunction
+    from openai_basic.tools import ToolFunction, ToolRegistry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DESCRIPTION = "A console OpenAI agent whose conversation is mirrored into Acontext."
@@ -93,8 +98,6 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     args = _parse(command, argv)
     if args is None:
         return EXIT_USAGE
-    from openai_basic.output import Output
-
     out = Output(
         json_mode=getattr(args, "json", False), stream=not getattr(args, "no_stream", True)
     )
@@ -116,8 +119,6 @@ def _run(
     out: Output,
     tools: Iterable[ToolFunction] | None,
 ) -> int:
-    from openai_basic.settings import load_settings
-
     settings = load_settings(require_openai=command is None, on_note=out.status)
     out.hide(settings.openai_api_key, settings.acontext_api_key)
     if command:
@@ -217,11 +218,11 @@ def _chat(
     args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
 ) -> int:
     if args.demo:
-        from openai_basic.conversation import make_registry
+        preload("openai")
         from openai_basic.demo import run_demo
 
-        registry = make_registry(settings, tools) if tools is not None else None
-        return _report(run_demo(settings=settings, out=out, registry=registry), out, args.json)
+        outcome = run_demo(settings=settings, out=out, registry=_registry(settings, tools))
+        return _report(outcome, out, args.json)
     if args.prompt is None and _is_terminal(sys.stdin):
         return _interactive(args, settings, out, tools)
     prompts = _prompts(args.prompt, out)
@@ -229,25 +230,31 @@ def _chat(
     if first is None:
         out.status("no prompt given")
         return EXIT_OK
-    from openai_basic.conversation import chat, make_registry
+    preload("openai")
+    from openai_basic.conversation import chat
 
     outcome = chat(
         settings=settings,
         prompts=itertools.chain([first], prompts),
         out=out,
         resume=args.resume,
-        registry=make_registry(settings, tools) if tools is not None else None,
+        registry=_registry(settings, tools),
         user=args.user,
     )
     out.tasks(outcome.report)
     return _report(outcome, out, args.json)
 
 
+def _registry(settings: Settings, tools: Iterable[ToolFunction] | None) -> ToolRegistry | None:
+    """The registry of the tools ``main`` was given; None for the sample tools."""
+    from openai_basic.conversation import make_registry
+
+    return make_registry(settings, tools) if tools is not None else None
+
+
 def _interactive(
     args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
 ) -> int:
-    from openai_basic.chat import enable_line_editing
-
     save_history = enable_line_editing(settings.state_dir / "history")
     try:
         first = _first_line(settings)
@@ -257,12 +264,12 @@ def _interactive(
     if first is None:  # left before saying anything: no session to make
         save_history()
         return EXIT_OK
-    from openai_basic.conversation import Conversation, make_registry
+    from openai_basic.conversation import Conversation
 
     with Conversation(
         settings=settings,
         out=out,
-        registry=make_registry(settings, tools) if tools is not None else None,
+        registry=_registry(settings, tools),
         resume=args.resume,
         user=args.user,
     ) as conversation:
@@ -275,7 +282,6 @@ def _chat_until_left(
     conversation: Conversation, first: str, save_history: Callable[[], None]
 ) -> ChatOutcome:
     """The chat, then its tasks; a signal ends it as Ctrl-C ends a turn, with the session kept."""
-    from openai_basic.chat import interact
     from openai_basic.conversation import INTERRUPT_SYNC_SECONDS
 
     try:
@@ -293,14 +299,8 @@ def _chat_until_left(
 
 def _first_line(settings: Settings) -> str | None:
     """The first line typed, read while the SDKs load; None when the user left at once."""
-    from openai_basic.chat import EXIT_COMMANDS, read_line
-    from openai_basic.journal import Journal
-
     Journal(settings.state_dir).close()  # a state folder that cannot work fails before any typing
-    conversation_loaded = threading.Event()
-    threading.Thread(
-        target=_preload, args=(conversation_loaded,), name="preload", daemon=True
-    ).start()
+    preload()
     print("Chat with the agent. /help lists the commands; Ctrl-D or /exit ends.", file=sys.stderr)
     try:
         first = read_line()
@@ -310,13 +310,11 @@ def _first_line(settings: Settings) -> str | None:
         return None
     if first.strip() in EXIT_COMMANDS:
         return None
-    conversation_loaded.wait()  # one thread imports a package at a time: see _preload
+    preload("openai")
     return first
 
 
 def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
-    from openai_basic.output import task_payload
-
     report = outcome.report
     if outcome.held:
         out.status(f"{len(outcome.held)} messages were rejected by Acontext (see above)")
@@ -345,9 +343,6 @@ def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
 
 def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     """Send every message waiting in the journal, in order, without duplicates."""
-    from openai_basic.journal import kind
-    from openai_basic.mirror import AcontextMirror
-
     with AcontextMirror(
         settings, on_problem=lambda text: out.status(f"acontext: {text}"), on_held=out.held
     ) as mirror:
@@ -376,9 +371,6 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from openai_basic.acontext_api import AcontextApi, TaskReport
-    from openai_basic.output import task_payload
-
     with AcontextApi(settings) as api:
         tasks = api.tasks(args.session_id)
     if args.json:
@@ -389,8 +381,6 @@ def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from openai_basic.acontext_api import AcontextApi
-
     with AcontextApi(settings) as api:
         sessions = api.sessions(limit=max(1, min(args.limit, 200)))
     if args.json:
@@ -407,8 +397,6 @@ def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    from openai_basic.acontext_api import AcontextApi
-
     with AcontextApi(settings) as api:
         messages = api.transcript(args.session_id)
     if args.json:
@@ -419,6 +407,7 @@ def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _doctor(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    preload("openai")
     from openai_basic.doctor import run_checks, settings_lines
 
     out.lines(["settings", *(f"  {line}" for line in settings_lines(settings)), "checks"])
@@ -456,28 +445,6 @@ def _transcript(messages: list[dict[str, object]]) -> Iterator[str]:
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _preload(conversation_loaded: threading.Event) -> None:
-    """Import what a conversation needs (seconds of work) while the user types.
-
-    Two threads importing one package graph at once can meet a half-made module ("partially
-    initialized module 'httpx'"), so the chat waits for ``conversation_loaded`` before it imports
-    anything itself; the acontext SDK goes on loading here, behind ``load_sdk``'s lock.
-    """
-    try:
-        import httpx  # noqa: F401  first, as AcontextMirror.start explains
-        import openai  # noqa: F401
-
-        import openai_basic.conversation  # noqa: F401
-    except Exception:  # the conversation imports again and reports any problem itself
-        pass
-    finally:
-        conversation_loaded.set()
-    with contextlib.suppress(Exception):
-        from openai_basic.acontext_api import load_sdk
-
-        load_sdk()
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

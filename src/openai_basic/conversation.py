@@ -77,7 +77,6 @@ class Conversation:
             base_url=settings.openai_base_url,
             max_retries=settings.openai_max_retries,
         )
-        self.client.chat.completions  # noqa: B018  (load it now: the mirror's writer imports too)
         self.mirror = AcontextMirror(
             settings, on_problem=lambda text: out.status(f"acontext: {text}"), on_held=out.held
         )

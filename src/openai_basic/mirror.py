@@ -33,6 +33,7 @@ from openai_basic.acontext_api import (
 )
 from openai_basic.errors import AgentError, ConfigError, JournalError, ServiceError
 from openai_basic.journal import Entry, Held, Journal, kind
+from openai_basic.preload import preload
 from openai_basic.settings import Settings
 
 META_LIMIT = 60_000  # the server caps a message's meta at 64 KB
@@ -228,10 +229,7 @@ class AcontextMirror:
 
     def start(self) -> None:
         if self._writer is None:
-            # The writer imports the SDK, and with it httpx. openai looks httpx up in sys.modules
-            # on every request, so a half-imported httpx breaks model calls: import it here first.
-            import httpx  # noqa: F401
-
+            preload("openai")  # so that only the preload thread imports, while the writer waits
             self._writer = threading.Thread(
                 target=self._write_loop, name="acontext-writer", daemon=True
             )

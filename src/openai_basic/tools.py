@@ -21,11 +21,10 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from openai_basic.errors import ToolDefinitionError
+from openai_basic.settings import Settings
 from openai_basic.text import valid
 
 ToolFunction = Callable[..., Any]
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_MAX_RESULT_CHARS = 20_000
 _SECTION = re.compile(
     r"^\s*(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?):\s*$"
 )
@@ -87,8 +86,8 @@ class ToolRegistry:
         self,
         functions: Iterable[ToolFunction] = (),
         *,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
+        timeout: float = Settings.tool_timeout_seconds,  # the settings' defaults
+        max_result_chars: int = Settings.tool_result_max_chars,
     ) -> None:
         self._tools: dict[str, Tool] = {}
         self._timeout = timeout
