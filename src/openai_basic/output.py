@@ -76,7 +76,7 @@ class Output:
         self._err_console: Console | None = None
         self._spinner: Status | None = None
         self._streamed: _StreamedReply | None = None
-        self._syncing = False  # a line says that messages are being sent; the rest of the wait not
+        self._syncing = False  # this wait for Acontext has had its line
 
     def hide(self, *secrets: str) -> None:
         """Never print these (API keys): they are masked wherever they would appear."""
@@ -372,7 +372,7 @@ class _Blocks:
         self._partial: list[str] = []  # the pieces of the line not ended yet
         self._lines: list[str] = []  # the ended lines of the unfinished block, printable
         self._fence = ""  # the fence of the open code block
-        self._has_text = False
+        self._has_text = False  # blank lines before the first text end no block
 
     def add(self, piece: str) -> list[str]:
         """Take the next piece; return the blocks it finished."""
