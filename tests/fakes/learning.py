@@ -179,10 +179,13 @@ class FakeLearningRecord:
     preferences_taken: set[str] = field(default_factory=set)
 
 
+def _yaml_string(text: str) -> str:
+    """A JSON string is a YAML string, quotes and colons included."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _front_matter(name: str, description: str) -> str:
-    """YAML front matter; a JSON string is a YAML string, quotes and colons included."""
-    name, description = (json.dumps(value, ensure_ascii=False) for value in (name, description))
-    return f"---\nname: {name}\ndescription: {description}\n---\n"
+    return f"---\nname: {_yaml_string(name)}\ndescription: {_yaml_string(description)}\n---\n"
 
 
 def _bullets(lines: list[str], empty: str) -> str:
@@ -277,7 +280,8 @@ class Learning:
                 return self._list_spaces(query)
         space_match = _SPACE_ROUTE.match(route)
         if space_match:
-            answer = self._space_route(method, *space_match.groups(), body)
+            space_id, sub, item = space_match.groups()
+            answer = self._space_route(method, space_id, sub, item, body)
             if answer is not None:
                 return answer
         skill_match = _SKILL_ROUTE.match(route)
