@@ -37,9 +37,9 @@ LEARNED_DESCRIPTION = (
 # Fields of each object, as the real server sent them.
 SPACE_KEYS = {"id", "user_id", "meta", "created_at", "updated_at"}
 RECORD_KEYS = {"id", "learning_space_id", "session_id", "status", "created_at", "updated_at"}
-SKILL_KEYS = {"id", "user_id", "name", "description", "disk_id", "file_index", "meta"} | {
-    "created_at",
-    "updated_at",
+SKILL_KEYS = {
+    *("id", "user_id", "name", "description", "disk_id", "file_index", "meta"),
+    *("created_at", "updated_at"),
 }
 
 
