@@ -180,6 +180,14 @@ def test_usage_is_shown_per_turn_and_for_the_session(cli: Cli, model: FakeOpenAI
     )
 
 
+def test_one_turn_shows_its_usage_once(cli: Cli, model: FakeOpenAI) -> None:
+    model.script(text("ok", usage=(40, 4)))
+    run = cli("hi")
+    assert run.code == 0, run.stderr
+    usage = [line for line in run.stderr.splitlines() if line.startswith(("turn:", "session:"))]
+    assert [line.split(",")[0] for line in usage] == ["turn: 40 in / 4 out tokens"]
+
+
 def test_doctor_masks_keys_in_the_user_info_of_urls(
     cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:

@@ -161,7 +161,7 @@ class Conversation:
 
     def finish(self) -> ChatOutcome:
         report = self.tasks()
-        if self.usage.model_calls:
+        if len(self.replies) > 1:  # after one turn, the session's usage is that turn's
             self.out.usage(self.usage, label="session")
         return ChatOutcome(
             self.session_id,
