@@ -149,6 +149,18 @@ def test_exit_code_2_for_a_missing_key(cli: Cli) -> None:
     )
 
 
+def test_exit_code_2_for_the_placeholder_key_before_any_session(
+    cli: Cli, acontext: FakeAcontext, tmp_path: Path
+) -> None:
+    run = cli("hi", env={"OPENAI_API_KEY": "sk-...", "OPENAI_BASE_URL": ""})
+    assert (run.code, run.stderr) == (
+        2,
+        "error: OPENAI_API_KEY is the placeholder sk-... from .env.example: put your key in .env\n",
+    )
+    assert acontext.requests == []
+    assert not (tmp_path / ".agent").exists()
+
+
 def test_exit_code_2_for_a_bad_flag(cli: Cli) -> None:
     run = cli("--frobnicate")
     assert run.code == 2

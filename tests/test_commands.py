@@ -133,6 +133,17 @@ def test_doctor_without_an_openai_key(cli: Cli, model: FakeOpenAI) -> None:
     assert model.requests == []
 
 
+def test_doctor_flags_the_placeholder_key(cli: Cli, model: FakeOpenAI) -> None:
+    run = cli("doctor", env={"OPENAI_API_KEY": "sk-...", "OPENAI_BASE_URL": ""})
+    assert run.code == 1
+    assert "  OPENAI_API_KEY     sk-... (the placeholder from .env.example)" in run.stdout
+    assert run.stdout.splitlines()[-1] == (
+        "  FAIL  OpenAI key accepted: "
+        "OPENAI_API_KEY is the placeholder sk-... from .env.example: put your key in .env"
+    )
+    assert model.requests == []
+
+
 def test_user_model_and_system_flags_shape_the_new_session(
     cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path
 ) -> None:
