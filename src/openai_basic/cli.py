@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import itertools
 import os
 import signal
@@ -48,6 +49,9 @@ COMMAND_HELP = {
     "sync": "send messages still waiting in the local journal",
     "doctor": "check the settings, Acontext and the model",
 }
+# How like a command name a one-word PROMPT must be to be taken for a typo of it: "session",
+# "histroy" and "doctr" are; "docker", "seasons" and "masks" are prompts.
+TYPO_LIKENESS = 0.82
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +147,23 @@ def _parse(command: str | None, argv: list[str]) -> argparse.Namespace | None:
     if args.demo and (args.prompt or args.resume):
         print("error: --demo takes no PROMPT and no --resume", file=sys.stderr)
         return None
+    meant = _command_meant(args.prompt)
+    if meant is not None:
+        print(
+            f"error: {args.prompt!r} is not a command: did you mean `agent {meant}`? "
+            "(to ask the model, write more than one word)",
+            file=sys.stderr,
+        )
+        return None
     return args
+
+
+def _command_meant(prompt: str | None) -> str | None:
+    """The command a one-word PROMPT is a typo of (``agent session``), if it looks like one."""
+    if prompt is None or len(prompt.split()) != 1:
+        return None
+    close = difflib.get_close_matches(prompt.strip().lower(), COMMAND_HELP, 1, TYPO_LIKENESS)
+    return close[0] if close else None
 
 
 def _fill_closed_descriptors() -> None:
