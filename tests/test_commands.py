@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from openai_basic.settings import Settings
 from tests.conftest import Run
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
@@ -47,6 +48,19 @@ def test_sessions_lists_this_agents_sessions_newest_first(
 def test_sessions_when_there_are_none(cli: Cli) -> None:
     run = cli("sessions")
     assert (run.code, run.stdout) == (0, "No sessions yet. Start one with: agent\n")
+
+
+def test_one_message_is_counted_as_one(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, settings: Settings
+) -> None:
+    session_id = acontext.add_session(
+        configs={"agent": settings.session_tag}, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert cli("sessions").stdout.endswith("    1 message  hi\n")
+    model.responder = echo_responder
+    resumed = cli("--resume", session_id, "go on")
+    assert f"resumed session {session_id} (1 message)\n" in resumed.stderr
+    assert cli("sync").stderr == "sent 0 messages; 0 still waiting; 0 held\n"
 
 
 def test_history_renders_the_transcript_with_tool_calls(cli: Cli, model: FakeOpenAI) -> None:

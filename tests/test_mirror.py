@@ -244,7 +244,7 @@ def test_acontext_down_from_the_start_keeps_every_message_until_it_is_back(
     assert mirror.sync(timeout=0.5) == 4
     assert problems[0].startswith(
         f"Acontext unreachable at {acontext.base_url} (start one with `acontext server up`); "
-        "4 messages wait in"
+        "4 messages waiting in"
     )
     acontext.restart()
     assert mirror.sync(timeout=10) == 0

@@ -34,7 +34,7 @@ from openai_basic.mirror import AcontextMirror
 from openai_basic.output import Output, task_payload
 from openai_basic.preload import preload
 from openai_basic.settings import Settings, load_settings
-from openai_basic.text import decode, valid
+from openai_basic.text import decode, plural, valid
 
 if TYPE_CHECKING:
     from openai_basic.conversation import ChatOutcome, Conversation
@@ -337,12 +337,12 @@ def _first_line(settings: Settings) -> str | None:
 def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
     report = outcome.report
     if outcome.held:
-        out.status(f"{len(outcome.held)} messages were rejected by Acontext (see above)")
+        out.status(f"Acontext rejected {plural(len(outcome.held), 'message')} (see above)")
     if report.unsent:
         out.unsent(report.unsent, outcome.journal)
     elif report.unprocessed:
         out.status(
-            f"Acontext has not processed {report.unprocessed} messages yet; "
+            f"Acontext has not processed {plural(report.unprocessed, 'message')} yet; "
             f"see the tasks later with: agent tasks {outcome.session_id}"
         )
     if as_json:
@@ -386,7 +386,7 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             }
         )
     else:
-        out.status(f"sent {sent} messages; {left} still waiting; {len(held)} held")
+        out.status(f"sent {plural(sent, 'message')}; {left} still waiting; {len(held)} held")
     return EXIT_FAILED if left or held else EXIT_OK
 
 
@@ -409,7 +409,7 @@ def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         out.lines(["No sessions yet. Start one with: agent"])
     else:
         out.lines(
-            f"{s.id}  {s.created_at[:16].replace('T', ' ')}  {s.messages:>4} messages  "
+            f"{s.id}  {s.created_at[:16].replace('T', ' ')}  {plural(s.messages, 'message'):>13}  "
             f"{_clip(s.first_message, 60)}"
             for s in sessions
         )

@@ -22,6 +22,7 @@ from openai_basic.mirror import AcontextMirror, OpenedSession
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
 from openai_basic.settings import Settings
+from openai_basic.text import plural
 from openai_basic.tools import ToolFunction, ToolRegistry
 
 INTERRUPT_SYNC_SECONDS = 3.0
@@ -92,7 +93,8 @@ class Conversation:
         try:
             if resume:
                 opened = self.mirror.resume(resume, default_system_prompt=settings.system_prompt)
-                out.status(f"resumed session {opened.session_id} ({len(opened.history)} messages)")
+                size = plural(len(opened.history), "message")
+                out.status(f"resumed session {opened.session_id} ({size})")
             else:
                 opened = self.mirror.create(
                     model=settings.openai_model, system_prompt=settings.system_prompt, user=user

@@ -13,6 +13,7 @@ from openai_basic.journal import JOURNAL_FILE, Journal
 from openai_basic.model_errors import Part, refusal
 from openai_basic.output import mask, mask_urls
 from openai_basic.settings import PLACEHOLDER_KEY_FIX, PLACEHOLDER_OPENAI_API_KEY, Settings
+from openai_basic.text import plural
 
 PROBE_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
@@ -81,8 +82,10 @@ def check_journal(settings: Settings) -> Check:
     except AgentError as exc:
         return Check(name, False, str(exc))
     if held:
-        return Check(name, False, f"{len(held)} messages rejected by Acontext: agent sync")
-    return Check(name, True, f"{waiting} messages wait: agent sync" if waiting else "")
+        return Check(
+            name, False, f"{plural(len(held), 'message')} rejected by Acontext: agent sync"
+        )
+    return Check(name, True, f"{plural(waiting, 'message')} waiting: agent sync" if waiting else "")
 
 
 def check_acontext(settings: Settings) -> Check:

@@ -35,6 +35,7 @@ from openai_basic.errors import AgentError, ConfigError, JournalError, ServiceEr
 from openai_basic.journal import Entry, Held, Journal, kind
 from openai_basic.preload import preload
 from openai_basic.settings import Settings
+from openai_basic.text import plural
 
 META_LIMIT = 60_000  # the server caps a message's meta at 64 KB
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
@@ -394,7 +395,7 @@ def _reason(exc: Exception, journal: Journal) -> str:
         return str(exc)
     reason = str(exc) if isinstance(exc, _Retry) else f"{type(exc).__name__}: {exc}"
     try:
-        return f"{reason}; {journal.count_waiting()} messages wait in {journal.path}"
+        return f"{reason}; {plural(journal.count_waiting(), 'message')} waiting in {journal.path}"
     except JournalError:
         return reason
 
