@@ -135,6 +135,22 @@ class Journal:
             json.dumps(valid_data(meta)),
         )
 
+    def discard(self, session_id: str) -> None:
+        """Forget a session that never reached Acontext, and its messages, at once."""
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "DELETE FROM messages WHERE session_id = "
+                    "(SELECT id FROM sessions WHERE id = ? AND NOT created)",
+                    (session_id,),
+                )
+                self._db.execute("DELETE FROM sessions WHERE id = ? AND NOT created", (session_id,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def mark_attempted(self, seq: int) -> None:
         self._run("UPDATE messages SET attempted = 1 WHERE seq = ?", seq)
 
