@@ -66,7 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("prompt", nargs="?", help="run one turn with this prompt")
-    parser.add_argument("--resume", metavar="SESSION_ID", help="continue an Acontext session")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", metavar="SESSION_ID", help="continue an Acontext session")
+    resume.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue this agent's newest session",
+    )
     parser.add_argument("--demo", action="store_true", help="run the scripted trip demo")
     parser.add_argument("--json", action="store_true", help="print one JSON object when done")
     parser.add_argument("--user", metavar="NAME", help="the user the new session belongs to")
@@ -144,8 +152,8 @@ def _parse(command: str | None, argv: list[str]) -> argparse.Namespace | None:
     if command:
         return build_command_parser(command).parse_args(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.demo and (args.prompt or args.resume):
-        print("error: --demo takes no PROMPT and no --resume", file=sys.stderr)
+    if args.demo and (args.prompt or args.resume or args.continue_last):
+        print("error: --demo takes no PROMPT, --resume or --continue", file=sys.stderr)
         return None
     meant = _command_meant(args.prompt)
     if meant is not None:
@@ -243,8 +251,9 @@ def _chat(
 
         outcome = run_demo(settings=settings, out=out, registry=_registry(settings, tools))
         return _report(outcome, out, args.json)
+    resume = _newest_session(settings, out) if args.continue_last else args.resume
     if args.prompt is None and _is_terminal(sys.stdin):
-        return _interactive(args, settings, out, tools)
+        return _interactive(settings, out, tools, resume=resume, user=args.user, as_json=args.json)
     prompts = _prompts(args.prompt, out)
     first = next(prompts, None)  # a usage error (an empty prompt) before any session exists
     if first is None:
@@ -257,12 +266,31 @@ def _chat(
         settings=settings,
         prompts=itertools.chain([first], prompts),
         out=out,
-        resume=args.resume,
+        resume=resume,
         registry=_registry(settings, tools),
         user=args.user,
     )
     out.tasks(outcome.report)
     return _report(outcome, out, args.json)
+
+
+def _newest_session(settings: Settings, out: Output) -> str:
+    """The session ``--continue`` goes on with: the newest that only this journal has (none
+    made here since reached Acontext), else the newest in Acontext, wherever it was made."""
+    journal = Journal(settings.state_dir)
+    try:
+        local = journal.newest_unsent_session(settings.session_tag)
+    finally:
+        journal.close()
+    if local is not None:
+        return local
+    with out.spinner("looking for the newest session"), AcontextApi(settings) as api:
+        newest = api.newest_session()
+    if newest is None:
+        raise ConfigError(
+            f"no session of {settings.session_tag} to continue yet: start one with: agent"
+        )
+    return newest
 
 
 def _registry(settings: Settings, tools: Iterable[ToolFunction] | None) -> ToolRegistry | None:
@@ -273,7 +301,13 @@ def _registry(settings: Settings, tools: Iterable[ToolFunction] | None) -> ToolR
 
 
 def _interactive(
-    args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
+    settings: Settings,
+    out: Output,
+    tools: Iterable[ToolFunction] | None,
+    *,
+    resume: str | None,
+    user: str | None,
+    as_json: bool,
 ) -> int:
     save_history = enable_line_editing(settings.state_dir / "history")
     try:
@@ -290,12 +324,12 @@ def _interactive(
         settings=settings,
         out=out,
         registry=_registry(settings, tools),
-        resume=args.resume,
-        user=args.user,
+        resume=resume,
+        user=user,
     ) as conversation:
         outcome = _chat_until_left(conversation, first, save_history)
     out.tasks(outcome.report)
-    return _report(outcome, out, args.json)
+    return _report(outcome, out, as_json)
 
 
 def _chat_until_left(

@@ -195,6 +195,16 @@ class Journal:
             ).fetchone()
         return PendingSession(row[0], valid_data(json.loads(row[1])), row[2]) if row else None
 
+    def newest_unsent_session(self, tag: str) -> str | None:
+        """The newest session tagged ``tag`` (in its configs) that has messages but has not
+        reached Acontext yet."""
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                "SELECT id, configs FROM sessions s WHERE NOT created AND EXISTS "
+                "(SELECT 1 FROM messages m WHERE m.session_id = s.id) ORDER BY rowid DESC"
+            ).fetchall()
+            return next((row[0] for row in rows if json.loads(row[1]).get("agent") == tag), None)
+
     def sendable(self, session_id: str) -> list[Entry]:
         """A session's unsent messages in order; none while a rejected message holds it."""
         return self._entries(
