@@ -1,19 +1,27 @@
-"""Going on with a session without its id: ``--continue`` takes this agent's newest."""
+"""Going on with a session without its id: ``--continue`` takes this agent's newest, and
+``agent sessions`` on a terminal lets the user pick one."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import select
+import subprocess
+import time
 from collections.abc import Callable
 
 import pytest
 
 import openai_basic.mirror
 from openai_basic.settings import Settings
-from tests.conftest import Run
+from tests.conftest import AGENT, AgentCommand, Run
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder
 
 Cli = Callable[..., Run]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
 def session_of(run: Run) -> str:
@@ -111,3 +119,107 @@ def test_continue_with_what_contradicts_it_is_a_usage_error(
 ) -> None:
     run = cli(*args)
     assert run.code == 2 and complaint in run.stderr
+
+
+class Screen:
+    """The agent with stdin, stdout and stderr on one pseudo-terminal, read as it draws."""
+
+    def __init__(self, agent: AgentCommand, *args: str) -> None:
+        self.leader, follower = pty.openpty()
+        self.process = subprocess.Popen(
+            [str(AGENT), *args],
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            env=dict(agent.env),
+            cwd=agent.cwd,
+        )
+        os.close(follower)
+        self.drawn = b""
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.drawn.decode(errors="replace"))
+
+    def wait_for(self, text: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while text not in self.text:
+            assert time.monotonic() < deadline, f"{text!r} never came: {self.text!r}"
+            if not self._read():
+                assert text in self.text, f"ended without {text!r}: {self.text!r}"
+
+    def type(self, line: str) -> None:
+        os.write(self.leader, line.encode() + b"\n")
+
+    def finish(self) -> int:
+        while self._read():
+            pass
+        code = self.process.wait(timeout=60)
+        os.close(self.leader)
+        return code
+
+    def _read(self) -> bool:
+        """Read what is drawn within a moment; False once the agent is gone."""
+        ready, _, _ = select.select([self.leader], [], [], 0.1)
+        if not ready:
+            return self.process.poll() is None
+        try:
+            data = os.read(self.leader, 65536)
+        except OSError:  # EIO: the terminal's other side has closed
+            return False
+        self.drawn += data
+        return bool(data)
+
+
+def test_sessions_on_a_terminal_picks_one_to_go_on_with(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext, settings: Settings
+) -> None:
+    tagged = {"agent": settings.session_tag}
+    older = acontext.add_session(
+        configs=tagged,
+        messages=[
+            {"role": "user", "content": "remember the number 7"},
+            {"role": "assistant", "content": "I will."},
+        ],
+    )
+    newer = acontext.add_session(configs=tagged, messages=[{"role": "user", "content": "hello"}])
+    model.responder = echo_responder
+    screen = Screen(agent, "sessions")
+    screen.wait_for("continue which (1-2, Enter for none)? ")
+    listed = [line.split()[:2] for line in screen.text.splitlines()[:2]]
+    assert listed == [["1", newer], ["2", older]]
+    screen.type("3")
+    screen.wait_for("type a number from 1 to 2, or just Enter to leave")
+    screen.type("2")
+    screen.wait_for("Chat with the agent.")
+    screen.type("what was the number?")
+    screen.wait_for("echo: what was the number?")
+    screen.type("/exit")
+    assert screen.finish() == 0, screen.text
+    assert f"resumed session {older} (2 messages)" in screen.text
+    assert [m["content"] for m in model.requests[0]["messages"][1:]] == [
+        "remember the number 7",
+        "I will.",
+        "what was the number?",
+    ]
+    assert len(acontext.stored_messages(older)) == 4
+
+
+def test_sessions_on_a_terminal_can_be_left_without_picking(
+    agent: AgentCommand, acontext: FakeAcontext, settings: Settings
+) -> None:
+    acontext.add_session(configs={"agent": settings.session_tag})
+    screen = Screen(agent, "sessions")
+    screen.wait_for("continue which (1-1, Enter for none)? ")
+    screen.type("")
+    assert screen.finish() == 0, screen.text
+    assert "Chat with the agent." not in screen.text
+
+
+def test_sessions_is_only_listed_when_its_output_is_not_a_terminal(
+    cli: Cli, acontext: FakeAcontext, settings: Settings
+) -> None:
+    session_id = acontext.add_session(configs={"agent": settings.session_tag})
+    run = cli("sessions", terminal=True)  # stdin is a terminal; stdout is read by the test
+    assert run.code == 0 and run.stdout.startswith(session_id)
+    assert "continue which" not in run.stdout + run.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from openai_basic.acontext_api import AcontextApi, TaskReport
+from openai_basic.acontext_api import AcontextApi, SessionSummary, TaskReport
 from openai_basic.chat import EXIT_COMMANDS, enable_line_editing, interact, read_line
 from openai_basic.errors import (
     AgentError,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DESCRIPTION = "A console OpenAI agent whose conversation is mirrored into Acontext."
 COMMAND_HELP = {
-    "sessions": "list this agent's recent sessions",
+    "sessions": "list this agent's recent sessions (on a terminal, pick one to go on with)",
     "history": "show a session as a transcript",
     "tasks": "show a session's tasks",
     "sync": "send messages still waiting in the local journal",
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     if args is None:
         return EXIT_USAGE
     out = Output(
-        json_mode=getattr(args, "json", False), stream=not getattr(args, "no_stream", True)
+        json_mode=getattr(args, "json", False), stream=not getattr(args, "no_stream", False)
     )
     _fill_closed_descriptors()
     _tolerate_any_bytes()
@@ -133,6 +133,9 @@ def _run(
 ) -> int:
     settings = load_settings(require_openai=command is None, on_note=out.status)
     out.hide(settings.openai_api_key, settings.acontext_api_key)
+    someone_at_a_terminal = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
+    if command == "sessions" and someone_at_a_terminal and not args.json:
+        return _pick_session(args, settings, out, tools)
     if command:
         return COMMANDS[command](args, settings, out)
     return _chat(args, _with_flags(settings, args, out), out, tools)
@@ -435,19 +438,58 @@ def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    with AcontextApi(settings) as api:
-        sessions = api.sessions(limit=max(1, min(args.limit, 200)))
+    sessions = _listed_sessions(args, settings)
     if args.json:
         out.json({"sessions": [dataclasses.asdict(s) for s in sessions]})
     elif not sessions:
         out.lines(["No sessions yet. Start one with: agent"])
     else:
-        out.lines(
-            f"{s.id}  {s.created_at[:16].replace('T', ' ')}  {plural(s.messages, 'message'):>13}  "
-            f"{_clip(s.first_message, 60)}"
-            for s in sessions
-        )
+        out.lines(_session_line(s) for s in sessions)
     return EXIT_OK
+
+
+def _pick_session(
+    args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
+) -> int:
+    """``agent sessions`` on a terminal: the sessions, numbered, and a chat that goes on with
+    the one picked."""
+    sessions = _listed_sessions(args, settings)
+    if not sessions:
+        out.lines(["No sessions yet. Start one with: agent"])
+        return EXIT_OK
+    out.lines(f"{number:>3}  {_session_line(s)}" for number, s in enumerate(sessions, 1))
+    picked = _picked(sessions, out)
+    if picked is None:
+        return EXIT_OK
+    settings = load_settings()  # a chat needs the OpenAI key that listing did not
+    return _interactive(settings, out, tools, resume=picked.id, user=None, as_json=False)
+
+
+def _picked(sessions: list[SessionSummary], out: Output) -> SessionSummary | None:
+    """The session whose number is typed; None when nothing is (Enter, Ctrl-D, Ctrl-C)."""
+    while True:
+        try:
+            answer = read_line(f"continue which (1-{len(sessions)}, Enter for none)? ").strip()
+        except Terminated:
+            raise
+        except (EOFError, KeyboardInterrupt):
+            return None
+        if not answer:
+            return None
+        if answer.isdigit() and 1 <= int(answer) <= len(sessions):
+            return sessions[int(answer) - 1]
+        out.status(f"type a number from 1 to {len(sessions)}, or just Enter to leave")
+
+
+def _listed_sessions(args: argparse.Namespace, settings: Settings) -> list[SessionSummary]:
+    with AcontextApi(settings) as api:
+        return api.sessions(limit=max(1, min(args.limit, 200)))
+
+
+def _session_line(session: SessionSummary) -> str:
+    created = session.created_at[:16].replace("T", " ")
+    size = plural(session.messages, "message")
+    return f"{session.id}  {created}  {size:>13}  {_clip(session.first_message, 60)}"
 
 
 def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:
