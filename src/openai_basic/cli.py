@@ -173,8 +173,10 @@ def _command_meant(prompt: str | None) -> str | None:
     """The command a one-word PROMPT is a typo of (``agent session``), if it looks like one."""
     if prompt is None or len(prompt.split()) != 1:
         return None
-    close = difflib.get_close_matches(prompt.strip().lower(), COMMAND_HELP, 1, TYPO_LIKENESS)
-    return close[0] if close else None
+    word = prompt.strip().lower()
+    close = difflib.get_close_matches(word, COMMAND_HELP, 1, TYPO_LIKENESS)
+    # a slip of the fingers keeps the first letter: "histroy" is a typo, "story" a word
+    return close[0] if close and close[0][0] == word[0] else None
 
 
 def _fill_closed_descriptors() -> None:
@@ -410,7 +412,8 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                 f"{entry.session_id}: it will not be sent"
             )
         mirror.journal.retry_held()  # its cause may be fixed; if not, it is told again
-        left = mirror.sync(timeout=settings.sync_wait_seconds, on_progress=out.syncing)
+        with out.spinner("sending to Acontext"):
+            left = mirror.sync(timeout=settings.sync_wait_seconds, on_progress=out.syncing)
         held = mirror.journal.held()
         sent = mirror.delivered
     if args.json:

@@ -148,9 +148,10 @@ class Conversation:
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
         try:
-            left = self.mirror.sync(
-                timeout=seconds, on_progress=self.out.syncing, session_id=self.session_id
-            )
+            with self.out.spinner("sending to Acontext"):
+                left = self.mirror.sync(
+                    timeout=seconds, on_progress=self.out.syncing, session_id=self.session_id
+                )
         except AgentError:
             left = self.mirror.unsent()
         if left:
