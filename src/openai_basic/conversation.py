@@ -8,7 +8,7 @@ terminal together; it decides nothing about exit codes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ class Conversation:
     def turn(self, prompt: str) -> TurnResult:
         """One user turn. Ctrl-C stops it with every tool call answered, and is re-raised."""
         out = self.out
-        with out.spinner(f"waiting for {self.settings.openai_model}"):
+        with out.spinner(f"waiting for {self.spec.model}"):
             result = run_agent(
                 self.spec,
                 client=self.client,
@@ -136,6 +136,10 @@ class Conversation:
             raise self.mirror.journal_failure
         return result
 
+    def use_model(self, model: str) -> None:
+        """Ask ``model`` from the next turn on; the meta of each answer names its model."""
+        self.spec = replace(self.spec, model=model)
+
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
         try:
@@ -146,6 +150,11 @@ class Conversation:
             left = self.mirror.unsent()
         if left:
             self.out.unsent(left, self.mirror.journal.path)
+
+    def keep(self) -> None:
+        """After an error that ends the conversation: send what can be sent, say how to go on."""
+        self.save(self.settings.sync_wait_seconds)
+        self.out.status(f"session {self.session_id} is kept: agent --resume {self.session_id}")
 
     def tasks(self) -> TaskReport:
         """Send what waits, flush until extraction has seen it all, and read the tasks."""
@@ -194,8 +203,6 @@ def chat(
             conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
             raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
         except AgentError:
-            conversation.save(settings.sync_wait_seconds)
-            session_id = conversation.session_id
-            out.status(f"session {session_id} is kept: agent --resume {session_id}")
+            conversation.keep()
             raise
         return conversation.finish()

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -69,15 +69,23 @@ class Output:
         self._spinner: Status | None = None
         self._live: Live | None = None
         self._text = ""
+        self._above_prompt: Callable[[str], bool] | None = None
 
     def hide(self, *secrets: str) -> None:
         """Never print these (API keys): they are masked wherever they would appear."""
         self._secrets = tuple(s for s in secrets if len(s) >= 8)
 
+    def above_prompt(self, print_above: Callable[[str], bool] | None) -> None:
+        """Offer status and error lines to ``print_above`` first: while a prompt is up, it prints
+        them above the line being typed and returns True. None: print them as usual."""
+        self._above_prompt = print_above
+
     # -- stderr: status, errors, tool activity -------------------------------------------------
 
     def status(self, text: str) -> None:
         text = self._masked(printable(text))
+        if self._above_prompt is not None and self._above_prompt(text):
+            return
         if self.rich_err:
             self._console_err().print(text, style="dim", markup=False, highlight=False)
         else:
@@ -85,6 +93,8 @@ class Output:
 
     def error(self, text: str) -> None:
         text = f"error: {self._masked(printable(text))}"
+        if self._above_prompt is not None and self._above_prompt(text):
+            return
         if self.rich_err:
             self._console_err().print(text, style="bold red", markup=False, highlight=False)
         else:
