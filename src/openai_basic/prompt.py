@@ -13,6 +13,7 @@ print, and have readline draw the prompt again with what was typed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import signal
@@ -35,7 +36,7 @@ class Prompt:
     def __init__(self, history_file: Path) -> None:
         self._history_file = history_file
         self._readline = _line_editing(history_file)
-        self._redraw: _Redraw | None = None
+        self._hooked = False  # the wake-up's handler and readline's pre-input hook are set
         self._waiting: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._up = False  # readline has drawn the prompt and waits for keys
@@ -47,7 +48,7 @@ class Prompt:
         if not _is_terminal(sys.stdout):
             print(prompt, end="", file=sys.stderr, flush=True)
             return valid(input())
-        if not self._lines_above():
+        if not self._hook():
             return valid(input(prompt))
         try:
             return valid(input(prompt))  # readline's pre-input hook marks the prompt up
@@ -67,41 +68,48 @@ class Prompt:
 
     def close(self) -> None:
         """Save the history; stop printing above the prompt."""
-        if self._redraw is not None and self._readline is not None and WAKE is not None:
+        if self._hooked and self._readline is not None and WAKE is not None:
             with self._lock:
                 self._up = False
                 signal.signal(WAKE, self._previous_handler or signal.SIG_DFL)
             self._readline.set_pre_input_hook()
-            self._redraw = None
+            self._hooked = False
             self._print_plainly()
         if self._readline is not None:
             with contextlib.suppress(OSError):  # no history is better than no chat
                 self._readline.write_history_file(self._history_file)
 
-    def _lines_above(self) -> bool:
-        """Whether lines can be printed above this prompt; set up on first use."""
-        if self._redraw is None and self._readline is not None and _readline_reads():
-            redraw = _readline_redraw(self._readline)
-            if redraw is None or WAKE is None or threading.current_thread() is not self._main:
-                return False
+    def _hook(self) -> bool:
+        """Whether lines may go above this prompt: readline reads it, on the main thread."""
+        if self._hooked or self._readline is None or WAKE is None or not _readline_reads():
+            return self._hooked
+        if threading.current_thread() is self._main:
             self._previous_handler = signal.signal(WAKE, self._woken)
             self._readline.set_pre_input_hook(self._prompt_drawn)
-            self._redraw = redraw
-        return self._redraw is not None
+            self._hooked = True
+        return self._hooked
+
+    @functools.cached_property
+    def _redraw(self) -> _Redraw | None:
+        return None if self._readline is None else _readline_redraw(self._readline)
 
     def _prompt_drawn(self) -> None:
+        """Readline's pre-input hook: the prompt is up. (Finding readline's functions takes
+        milliseconds, so it is done here, once the prompt shows, rather than before.)"""
+        redraw = self._redraw
         with self._lock:
-            self._up = True
+            self._up = redraw is not None
 
     def _woken(self, signum: int, frame: FrameType | None) -> None:
         """The signal handler: readline waits for a key, its line is drawn, so print above it."""
-        if not self._up or self._redraw is None:
+        redraw = self._redraw
+        if not self._up or redraw is None:
             return  # the prompt went meanwhile: ``read`` prints what waits
         lines = _drained(self._waiting)
         if lines:
-            self._redraw.clear()
+            redraw.clear()
             _print(lines)
-            self._redraw.draw()
+            redraw.draw()
 
     def _print_plainly(self) -> None:
         _print(_drained(self._waiting))
