@@ -83,7 +83,8 @@ class Prompt:
         """Whether lines may go above this prompt: readline reads it, on the main thread."""
         if self._hooked or self._readline is None or WAKE is None or not _readline_reads():
             return self._hooked
-        if threading.current_thread() is self._main:
+        hookable = hasattr(self._readline, "set_pre_input_hook")  # not with every libedit
+        if hookable and threading.current_thread() is self._main:
             self._previous_handler = signal.signal(WAKE, self._woken)
             self._readline.set_pre_input_hook(self._prompt_drawn)
             self._hooked = True
