@@ -22,7 +22,7 @@ from openai_basic.output import Output
 from openai_basic.prompt import Prompt
 from tests.conftest import AGENT, AgentCommand, Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
-from tests.fakes.openai_server import FakeOpenAI, echo_responder, error
+from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text
 from tests.tools import forecast
 
 Cli = Callable[..., Run]
@@ -34,16 +34,16 @@ class ChatTerminal:
     """The agent with stdin, stdout and stderr on one pseudo-terminal: what it draws is read as
     it comes, and the test types at it."""
 
-    def __init__(self, agent: AgentCommand, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, agent: AgentCommand, *args: str, env: dict[str, str]) -> None:
         self.leader, follower = pty.openpty()
         # wide enough that no status line is wrapped
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 400, 0, 0))
         self.process = subprocess.Popen(
-            [str(AGENT), "--no-stream", *args],
+            [str(AGENT), *args],
             stdin=follower,
             stdout=follower,
             stderr=follower,
-            env={**agent.env, **(env or {})},
+            env={**agent.env, **env},
             cwd=agent.cwd,
         )
         os.close(follower)
@@ -73,10 +73,10 @@ class ChatTerminal:
     def type(self, keys: str) -> None:
         os.write(self.leader, keys.encode())
 
-    def wait_for(self, text: str, after: int = 0) -> int:
-        """Wait until ``text`` is drawn after position ``after``; return where it ends."""
-        wait_for(lambda: self.drawn.find(text, after) >= 0, seconds=SECONDS)
-        return self.drawn.find(text, after) + len(text)
+    def wait_for(self, drawn: str, after: int = 0) -> int:
+        """Wait until ``drawn`` is drawn after position ``after``; return where it ends."""
+        wait_for(lambda: self.drawn.find(drawn, after) >= 0, seconds=SECONDS)
+        return self.drawn.find(drawn, after) + len(drawn)
 
     def finish(self) -> int:
         code = self.process.wait(timeout=SECONDS)
@@ -91,8 +91,10 @@ class ChatTerminal:
 
 
 @contextmanager
-def chat_terminal(agent: AgentCommand, *args: str, **env: str) -> Iterator[ChatTerminal]:
-    terminal = ChatTerminal(agent, *args, env=env)
+def chat_terminal(
+    agent: AgentCommand, *args: str, stream: bool = False, **env: str
+) -> Iterator[ChatTerminal]:
+    terminal = ChatTerminal(agent, *args, *([] if stream else ["--no-stream"]), env=env)
     try:
         yield terminal
     finally:
@@ -133,6 +135,25 @@ def test_a_model_error_costs_the_turn_and_the_next_message_goes_on(
         user("second"),
         {"role": "assistant", "content": "echo: second"},
     ]
+
+
+def test_a_reply_cut_mid_stream_costs_the_turn_and_the_next_message_goes_on(
+    agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.script(text("It is sunny in Oslo today.", cut_after=3))  # "It is", then nothing
+    model.responder = echo_responder
+    with chat_terminal(agent, stream=True) as chat:
+        chat.wait_for("you> ")
+        chat.type("weather?\r")
+        told = chat.wait_for("error: OpenAI: ")
+        chat.wait_for("you> ", after=told)
+        chat.type("again\r")
+        answered = chat.wait_for("echo: again", after=told)
+        chat.wait_for("you> ", after=answered)
+        chat.type("/exit\r")
+        assert chat.finish() == 0, chat.drawn
+    assert "It is" in chat.drawn[:told] and "sunny" not in chat.drawn
+    assert model.requests[-1]["messages"][1:] == [user("weather?"), user("again")]
 
 
 def test_acontext_down_during_tasks_costs_the_command_and_the_chat_goes_on(
