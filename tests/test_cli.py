@@ -183,7 +183,9 @@ def test_a_typo_of_a_command_is_not_sent_to_the_model(
     assert model.requests == [] and acontext.requests == []
 
 
-@pytest.mark.parametrize("prompt", ["hello", "docker", "seasons", "story", "session summary please"])
+@pytest.mark.parametrize(
+    "prompt", ["hello", "docker", "seasons", "story", "session summary please"]
+)
 def test_a_prompt_unlike_a_command_goes_to_the_model(
     cli: Cli, model: FakeOpenAI, prompt: str
 ) -> None:

@@ -8,7 +8,7 @@ terminal together; it decides nothing about exit codes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,6 @@ class Conversation:
         )
         self.replies: list[str] = []
         self.usage = Usage()
-        self.discarded = False  # the new session was forgotten: the model refused the settings
         opened = self._open(resume, user)
         self.session_id = opened.session_id
         self.history = opened.history
@@ -115,22 +114,16 @@ class Conversation:
     def turn(self, prompt: str) -> TurnResult:
         """One user turn. Ctrl-C stops it with every tool call answered, and is re-raised."""
         out = self.out
-        try:
-            with out.spinner(f"waiting for {self.settings.openai_model}"):
-                result = run_agent(
-                    self.spec,
-                    client=self.client,
-                    history=self.history,
-                    user_message=prompt,
-                    sink=self.mirror,
-                    on_tool_result=out.tool,
-                    on_text=out.text_piece if out.stream else None,
-                )
-        except ConfigError:
-            # the key or the model was refused: a new session with nothing answered yet is
-            # not kept, so Acontext gets no session of lone prompts
-            self.discarded = self.mirror.discard_unanswered()
-            raise
+        with out.spinner(f"waiting for {self.spec.model}"):
+            result = run_agent(
+                self.spec,
+                client=self.client,
+                history=self.history,
+                user_message=prompt,
+                sink=self.mirror,
+                on_tool_result=out.tool,
+                on_text=out.text_piece if out.stream else None,
+            )
         self.spec = self.spec.for_next_turn(result)
         if result.hit_limit:
             out.status(
@@ -145,6 +138,10 @@ class Conversation:
             raise self.mirror.journal_failure
         return result
 
+    def use_model(self, model: str) -> None:
+        """Ask ``model`` from the next turn on; the meta of each answer names its model."""
+        self.spec = replace(self.spec, model=model)
+
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
         try:
@@ -156,6 +153,17 @@ class Conversation:
             left = self.mirror.unsent()
         if left:
             self.out.unsent(left, self.mirror.journal.path)
+
+    def keep(self, error: AgentError) -> None:
+        """After an error that ends the conversation: send what can be sent, say how to go on.
+
+        A new session that the model never answered because it refused the settings (the key,
+        the model) is forgotten instead, so that Acontext gets no session of lone prompts.
+        """
+        if isinstance(error, ConfigError) and self.mirror.discard_unanswered():
+            return
+        self.save(self.settings.sync_wait_seconds)
+        self.out.status(f"session {self.session_id} is kept: agent --resume {self.session_id}")
 
     def tasks(self) -> TaskReport:
         """Send what waits, flush until extraction has seen it all, and read the tasks."""
@@ -203,11 +211,7 @@ def chat(
         except KeyboardInterrupt as interrupt:
             conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
             raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
-        except AgentError:
-            if conversation.discarded:
-                raise
-            conversation.save(settings.sync_wait_seconds)
-            session_id = conversation.session_id
-            out.status(f"session {session_id} is kept: agent --resume {session_id}")
+        except AgentError as error:
+            conversation.keep(error)
             raise
         return conversation.finish()

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -79,10 +79,16 @@ class Output:
         self._spinner: Status | None = None
         self._streamed: _StreamedReply | None = None
         self._syncing = False  # this wait for Acontext has had its line
+        self._above_prompt: Callable[[str], bool] | None = None
 
     def hide(self, *secrets: str) -> None:
         """Never print these (API keys): they are masked wherever they would appear."""
         self._secrets = tuple(s for s in secrets if len(s) >= 8)
+
+    def above_prompt(self, print_above: Callable[[str], bool] | None) -> None:
+        """Offer status and error lines to ``print_above`` first: while a prompt is up, it prints
+        them above the line being typed and returns True. None: print them as usual."""
+        self._above_prompt = print_above
 
     # -- stderr: status, errors, tool activity -------------------------------------------------
 
@@ -235,6 +241,8 @@ class Output:
 
     def _say(self, text: str, *, style: str) -> None:
         text = self._masked(printable(text))
+        if self._above_prompt is not None and self._above_prompt(text):
+            return
         if self.rich_err:
             self._console_err().print(text, style=style, markup=False, highlight=False)
         else:
