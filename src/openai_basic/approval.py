@@ -1,0 +1,106 @@
+"""Approval of tool calls: the user answers at the terminal, or ``AGENT_APPROVE_TOOLS`` decides.
+
+A tool marked ``@needs_approval`` runs only once its call is approved. With ``ask`` (the default)
+the user is asked at the terminal, and a run that cannot ask (piped input, ``--json``) refuses;
+``always`` (``--yes``) runs such calls without asking; ``never`` refuses them. A refusal is the
+call's result, so the model hears why and can tell the user.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from openai_basic.chat import read_line
+from openai_basic.output import Output
+from openai_basic.settings import ApprovalPolicy
+from openai_basic.tools import Approval, Approver, ToolCall
+
+APPROVED = Approval(True)
+QUESTION = "run it? y = yes, n = no, a = always in this session [y/N/a] "
+ANSWERS = {
+    **dict.fromkeys(("y", "yes"), "yes"),
+    **dict.fromkeys(("n", "no", ""), "no"),
+    **dict.fromkeys(("a", "always"), "always"),
+}
+CANNOT_ASK = (
+    "this run cannot ask (its input is not a terminal, or it prints JSON). To allow such calls, "
+    "run the agent with --yes or set AGENT_APPROVE_TOOLS=always"
+)
+
+
+def approver(policy: ApprovalPolicy, out: Output) -> Approver:
+    """A conversation's approver: the user at this terminal, or the policy's fixed answer."""
+    if policy == "always":
+        return lambda call: APPROVED
+    if policy == "never":
+        return _refuser("AGENT_APPROVE_TOOLS=never refuses every such call")
+    if not can_ask(out):
+        return _refuser(CANNOT_ASK)
+    return TerminalApprover(out)
+
+
+def can_ask(out: Output) -> bool:
+    """Whether someone can see a question and type its answer: input and errors on a terminal,
+    and no JSON expected."""
+    stdin = sys.stdin
+    return not out.json_mode and out.rich_err and stdin is not None and stdin.isatty()
+
+
+class TerminalApprover:
+    """Asks before each call; "always" approves the tool for the rest of the session.
+
+    Ctrl-C at the question cancels the turn, as it does during a tool; Ctrl-D answers no.
+    """
+
+    def __init__(self, out: Output, read: Callable[[str], str] = read_line) -> None:
+        self._out = out
+        self._read = read
+        self._always: set[str] = set()
+
+    def __call__(self, call: ToolCall) -> Approval:
+        if call.name in self._always:
+            return APPROVED
+        with self._out.paused():  # a spinner would draw over the question and the answer
+            answer = self._ask(call)
+        if answer == "always":
+            self._always.add(call.name)
+            self._out.status(f"{call.name} runs without asking for the rest of this session")
+        return APPROVED if answer in ("yes", "always") else Approval(False)
+
+    def _ask(self, call: ToolCall) -> str:
+        # status() makes the model's text printable and shows it as it is, without markup
+        self._out.status(f"{call.name}({call.arguments}) needs your approval")
+        while True:
+            try:
+                with _out_of_history():
+                    typed = self._read(QUESTION)
+            except EOFError:
+                self._out.status("")  # the line the answer would have ended
+                return "no"
+            answer = ANSWERS.get(typed.strip().lower())
+            if answer is not None:
+                return answer
+            self._out.status("answer y, n or a")
+
+
+def _refuser(why: str) -> Approver:
+    def refuse(call: ToolCall) -> Approval:
+        return Approval(False, f"{call.name} was not run: it needs the user's approval, and {why}.")
+
+    return refuse
+
+
+@contextmanager
+def _out_of_history() -> Iterator[None]:
+    """An answer to a question is no line to bring back with the arrow keys."""
+    readline = sys.modules.get("readline")  # loaded by the chat's line editing, if at all
+    if readline is None:
+        yield
+        return
+    readline.set_auto_history(False)
+    try:
+        yield
+    finally:
+        readline.set_auto_history(True)
