@@ -8,13 +8,17 @@ call's result, so the model hears why and can tell the user.
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
 
 from openai_basic.chat import read_line
 from openai_basic.output import Output
 from openai_basic.settings import ApprovalPolicy
+from openai_basic.text import valid
 from openai_basic.tools import Approval, Approver, ToolCall
 
 APPROVED = Approval(True)
@@ -54,9 +58,9 @@ class TerminalApprover:
     Ctrl-C at the question cancels the turn, as it does during a tool; Ctrl-D answers no.
     """
 
-    def __init__(self, out: Output, read: Callable[[str], str] = read_line) -> None:
+    def __init__(self, out: Output, read: Callable[[str], str] | None = None) -> None:
         self._out = out
-        self._read = read
+        self._read = read or read_answer
         self._always: set[str] = set()
 
     def __call__(self, call: ToolCall) -> Approval:
@@ -74,8 +78,7 @@ class TerminalApprover:
         self._out.status(f"{call.name}({call.arguments}) needs your approval")
         while True:
             try:
-                with _out_of_history():
-                    typed = self._read(QUESTION)
+                typed = self._read(QUESTION)
             except EOFError:
                 self._out.status("")  # the line the answer would have ended
                 return "no"
@@ -92,15 +95,27 @@ def _refuser(why: str) -> Approver:
     return refuse
 
 
-@contextmanager
-def _out_of_history() -> Iterator[None]:
-    """An answer to a question is no line to bring back with the arrow keys."""
-    readline = sys.modules.get("readline")  # loaded by the chat's line editing, if at all
-    if readline is None:
-        yield
-        return
-    readline.set_auto_history(False)
+def read_answer(prompt: str) -> str:
+    """A line typed at the terminal after ``prompt``; EOFError at Ctrl-D.
+
+    ``input()`` would miss a Ctrl-C that comes between showing the prompt and starting to read,
+    and wait for Enter with it. Here the signal wakes the wait instead (the wakeup fd), and the
+    answer stays out of the chat's line history.
+    """
+    if os.name != "posix" or threading.current_thread() is not threading.main_thread():
+        return read_line(prompt)  # only the main thread has signals, only POSIX selects a tty
+    print(prompt, end="", file=sys.stderr, flush=True)
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    previous = signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
     try:
-        yield
+        while sys.stdin not in select.select([sys.stdin, woken], [], [])[0]:
+            os.read(woken, 512)  # a signal whose handler raised nothing: wait on
     finally:
-        readline.set_auto_history(True)
+        signal.set_wakeup_fd(previous)
+        os.close(woken)
+        os.close(wake)
+    line = sys.stdin.readline()  # the terminal has a whole line (or Ctrl-D) ready
+    if not line:
+        raise EOFError
+    return valid(line.rstrip("\n"))
