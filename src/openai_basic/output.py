@@ -137,15 +137,13 @@ class Output:
     @contextmanager
     def paused(self) -> Iterator[None]:
         """Draw nothing while the user answers a question at the terminal; the spinner, if one
-        was going, comes back after."""
+        was going, comes back after an answer (not after Ctrl-C)."""
         spinner = self._spinner
         self.end_reply()
-        try:
-            yield
-        finally:
-            if spinner is not None and self._spinner is None:
-                spinner.start()
-                self._spinner = spinner
+        yield
+        if spinner is not None and self._spinner is None:
+            spinner.start()
+            self._spinner = spinner
 
     def update(self, text: str) -> None:
         if self._spinner is not None:
