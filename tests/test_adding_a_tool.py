@@ -1,10 +1,13 @@
 """The README's walk-through: a new tool, driven through the scripted model.
 
-It registers the walk-through's tool on its own, so it passes before the README's step and after.
+It registers the walk-through's tool on its own, so it passes before the README's step and after,
+and checks that the README shows this very function.
 """
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 from openai import OpenAI
@@ -24,6 +27,7 @@ def get_exchange_rate(base: str, quote: str) -> str:
 
 
 TOOLS = [get_exchange_rate]
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 class ListSink:
@@ -54,3 +58,7 @@ def test_the_model_can_use_the_exchange_rate_tool(model: FakeOpenAI) -> None:
     assert offered["parameters"]["properties"]["base"]["description"] == (
         'The currency to convert from, as an ISO code like "EUR".'
     )
+
+
+def test_the_readme_shows_this_tool_as_written() -> None:
+    assert inspect.getsource(get_exchange_rate) in README.read_text()

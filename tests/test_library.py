@@ -1,4 +1,4 @@
-"""The README's library example runs as written, against the scripted model."""
+"""docs/library.md's example runs as written, against the scripted model."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ from pathlib import Path
 
 from tests.fakes.openai_server import FakeOpenAI, text, tool_calls
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+LIBRARY = Path(__file__).resolve().parents[1] / "docs" / "library.md"
 
 
 def library_example() -> str:
-    section = README.read_text().split("## Using the loop as a library", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "the README shows the example"
+    match = re.search(r"(?ms)^```python\n(.*?)^```$", LIBRARY.read_text())
+    assert match, "docs/library.md shows the example"
     return match.group(1)
 
 
-def test_the_readme_library_example_runs(model: FakeOpenAI, tmp_path: Path) -> None:
+def test_the_library_example_runs(model: FakeOpenAI, tmp_path: Path) -> None:
     model.script(tool_calls(("add", '{"a": 2, "b": 40}')), text("2 + 40 = 42"))
     script = tmp_path / "example.py"
     script.write_text(library_example())

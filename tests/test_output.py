@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
+from openai_basic import output
+from openai_basic.output import Output
 from openai_basic.settings import Settings
 from tests.conftest import AGENT, AgentCommand, Run
 from tests.fakes.acontext_server import FakeAcontext
@@ -81,6 +83,22 @@ def test_model_and_tool_text_cannot_drive_the_terminal(
     if not terminal:
         assert not CONTROL.search(written)
         assert stdout.getvalue().startswith("Sunny é 日本!\nsecond line\tend\nTasks:\n")
+
+
+@pytest.mark.parametrize("redraw_seconds", [0, 3600], ids=["every-piece", "at-the-end"])
+def test_a_control_sequence_split_across_pieces_is_still_removed(
+    monkeypatch: pytest.MonkeyPatch, redraw_seconds: float
+) -> None:
+    monkeypatch.setattr(output, "REDRAW_SECONDS", redraw_seconds)
+    for cut in range(1, len(HOSTILE)):
+        stdout = Screen(True)
+        out = Output(stdout=stdout, stderr=Screen(True))
+        for piece in ("Sunny ", HOSTILE[:cut], HOSTILE[cut:], " day\n\nnext\n"):
+            out.text_piece(piece)
+        out.reply(f"Sunny {HOSTILE} day\n\nnext\n")
+        assert_harmless(stdout.getvalue())
+        assert "pwned" not in stdout.getvalue()
+        assert "Sunny  day" in stdout.getvalue()
 
 
 def test_stored_sessions_are_replayed_without_their_control_sequences(

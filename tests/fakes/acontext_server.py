@@ -17,7 +17,9 @@ What is modelled
       paging, ``edit_strategies``), message meta patch, token counts;
     * task extraction: deterministic and synchronous, driven by ``flush`` (at most
       ``flush_batch`` pending messages per call), observing status, task listing;
-    * the per-endpoint answers for unknown / deleted / malformed session ids.
+    * the per-endpoint answers for unknown / deleted / malformed session ids;
+    * learning spaces and skills (``/learning_spaces``, ``/agent_skills``), in
+      :mod:`tests.fakes.learning`: processing an attached session starts its learning.
 
 Task extraction rule (deterministic stand-in for the real LLM): each processed user text
 message opens a new task (``task_description`` = the text, status ``running``;
@@ -27,12 +29,12 @@ and marks it ``success``.  Tool calls, tool results, system/developer messages c
 
 Token counts are an estimate, not a tokenizer: see :func:`estimate_tokens`.
 
-Test hooks are the public attributes and methods of :class:`FakeAcontext`.
+Test hooks are the public attributes and methods of :class:`FakeAcontext`, and of its
+``learning`` (:class:`tests.fakes.learning.Learning`).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import json
@@ -52,6 +54,23 @@ from types import TracebackType
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fakes.learning import Learning
+from tests.fakes.wire import (
+    DEFAULT_LIST_LIMIT,
+    Answer,
+    RawBody,
+    Reply,
+    canonical_uuid,
+    compact,
+    json_object,
+    jsonb_contains,
+    ok,
+    paginate,
+    param_error,
+    parse_bool,
+    parse_limit,
+)
+
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_PROJECT_ID",
@@ -69,8 +88,6 @@ API_PREFIX = "/api/v1"
 DEFAULT_API_KEY = "sk-ac-test"
 DEFAULT_PROJECT_ID = "00ea930a-c66d-463b-a5ac-d48da0ef625a"
 META_LIMIT_BYTES = 64 * 1024
-MAX_PAGE_LIMIT = 200
-DEFAULT_LIST_LIMIT = 20
 _USER_NAMESPACE = uuid.UUID("6f1d3c5e-2b7a-4c1e-9d3f-0a8b7c6d5e4f")
 _OPENAI_ROLES = frozenset({"user", "assistant", "tool", "system", "developer"})
 
@@ -155,39 +172,21 @@ class _FailRule:
     delay: float = 0.0
 
 
-class _Reply(Exception):
-    """Raised inside a route to answer with an error envelope."""
-
-    def __init__(self, http_status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.http_status = http_status
-        self.code = code
-        self.msg = msg
+def _database_error() -> Reply:
+    return Reply(400, 500, "database error")
 
 
-def _param_error() -> _Reply:
-    return _Reply(400, 400, "parameter error")
+def _session_not_found() -> Reply:
+    return Reply(404, 404, "session not found")
 
 
-def _database_error() -> _Reply:
-    return _Reply(400, 500, "database error")
-
-
-def _session_not_found() -> _Reply:
-    return _Reply(404, 404, "session not found")
-
-
-def _normalize_error() -> _Reply:
-    return _Reply(400, 400, "failed to normalize openai message")
+def _normalize_error() -> Reply:
+    return Reply(400, 400, "failed to normalize openai message")
 
 
 # ---------------------------------------------------------------------------
 # Pure helpers: normalisation, conversion, tokens, edit strategies
 # ---------------------------------------------------------------------------
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def estimate_tokens(openai_item: Mapping[str, Any]) -> int:
@@ -196,7 +195,7 @@ def estimate_tokens(openai_item: Mapping[str, Any]) -> int:
     ``this_time_tokens`` is the sum over the returned items, ``token_counts`` the sum over
     every stored message, and ``token_limit`` budgets with the same numbers.
     """
-    return math.ceil(len(_compact(openai_item)) / 4)
+    return math.ceil(len(compact(openai_item)) / 4)
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -429,7 +428,7 @@ def _int_param(params: Mapping[str, Any], name: str, default: int | None) -> int
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _param_error()
+        raise param_error()
     return value
 
 
@@ -438,20 +437,20 @@ def apply_edit_strategies(messages: list[FakeMessage], strategies: list[Any]) ->
     edited = [copy.deepcopy(m) for m in messages]
     for strategy in strategies:
         if not isinstance(strategy, dict):
-            raise _param_error()
+            raise param_error()
         params = strategy.get("params") or {}
         if not isinstance(params, dict):
-            raise _param_error()
+            raise param_error()
         kind = strategy.get("type")
         if kind == "token_limit":
             limit = _int_param(params, "limit_tokens", None)
             if limit is None:
-                raise _param_error()
+                raise param_error()
             edited = _drop_oldest(edited, limit)
         elif kind == "middle_out":
             target = _int_param(params, "token_reduce_to", None)
             if target is None:
-                raise _param_error()
+                raise param_error()
             while edited and _total_tokens(edited) > target:
                 drop = _linked_group(edited, len(edited) // 2)
                 edited = [m for i, m in enumerate(edited) if i not in drop]
@@ -460,7 +459,7 @@ def apply_edit_strategies(messages: list[FakeMessage], strategies: list[Any]) ->
         elif kind == "remove_tool_call_params":
             _remove_tool_call_params(edited, params)
         else:
-            raise _param_error()
+            raise param_error()
     return edited
 
 
@@ -501,97 +500,6 @@ def _remove_tool_call_params(messages: list[FakeMessage], params: Mapping[str, A
         if gt_token is not None and math.ceil(len(str(meta.get("arguments", ""))) / 4) <= gt_token:
             continue
         meta["arguments"] = "{}"
-
-
-def jsonb_contains(container: Any, contained: Any) -> bool:
-    """PostgreSQL ``@>`` semantics on JSON values (objects recursively, arrays as sets)."""
-    if isinstance(contained, dict):
-        return isinstance(container, dict) and all(
-            key in container and jsonb_contains(container[key], value)
-            for key, value in contained.items()
-        )
-    if isinstance(contained, list):
-        return isinstance(container, list) and all(
-            any(jsonb_contains(candidate, value) for candidate in container) for value in contained
-        )
-    if isinstance(contained, bool) or isinstance(container, bool):
-        return type(contained) is type(container) and contained == container
-    if isinstance(contained, (int, float)) and isinstance(container, (int, float)):
-        return contained == container
-    return type(contained) is type(container) and contained == container
-
-
-def _encode_cursor(kind: str, seq: int) -> str:
-    raw = _compact({"k": kind, "s": seq}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(kind: str, cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        if data["k"] != kind or not isinstance(data["s"], int):
-            raise ValueError(cursor)
-        return int(data["s"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _param_error() from exc
-
-
-def _parse_bool(value: str | None) -> bool:
-    if value is None or value == "":
-        return False
-    lowered = value.lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise _param_error()
-
-
-def _parse_limit(value: str | None, default: int | None) -> int | None:
-    if value is None or value == "":
-        return default
-    try:
-        limit = int(value)
-    except ValueError as exc:
-        raise _param_error() from exc
-    if limit < 0 or limit > MAX_PAGE_LIMIT:
-        raise _param_error()
-    return limit
-
-
-def _page(
-    items: list[Any],
-    seq_of: Any,
-    *,
-    kind: str,
-    limit: int | None,
-    cursor: str | None,
-    desc: bool,
-) -> tuple[list[Any], str | None, bool]:
-    """Order by sequence, start after ``cursor``, take ``limit`` (None/0 = all)."""
-    ordered = sorted(items, key=seq_of, reverse=desc)
-    if cursor:
-        after = _decode_cursor(kind, cursor)
-        ordered = [i for i in ordered if (seq_of(i) < after if desc else seq_of(i) > after)]
-    if not limit:
-        return ordered, None, False
-    page = ordered[:limit]
-    has_more = len(ordered) > limit
-    return page, _encode_cursor(kind, seq_of(page[-1])) if has_more else None, has_more
-
-
-def _canonical_uuid(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise _param_error() from exc
-
-
-def _json_object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise _param_error()
-    return body
 
 
 # ---------------------------------------------------------------------------
@@ -674,17 +582,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status, payload = answer
-        body = json.dumps(payload, ensure_ascii=False).encode()
+        if isinstance(payload, RawBody):
+            body, content_type, headers = payload.content, payload.content_type, payload.headers
+        else:
+            body = json.dumps(payload, ensure_ascii=False).encode()
+            content_type, headers = "application/json; charset=utf-8", {}
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
         self.wfile.flush()
 
 
-_Answer = tuple[int, dict[str, Any]]
-_SessionRoute = Callable[[str, dict[str, str], Any], _Answer]
+_SessionRoute = Callable[[str, dict[str, str], Any], Answer]
 _SESSION_ROUTE = re.compile(r"^/session/([^/]+)(?:/([a-z_]+))?$")
 _MESSAGE_META_ROUTE = re.compile(r"^/session/([^/]+)/messages/([^/]+)/meta$")
 
@@ -712,6 +625,8 @@ class FakeAcontext:
         auto_process: when True, every stored message is processed right away (as if the real
             server's idle buffer had fired at once); default False: only flush processes.
         requests: every request received, in order (:class:`RecordedRequest`).
+        learning: the learning spaces and skills, with their knobs and helpers
+            (:class:`tests.fakes.learning.Learning`).
 
     Methods: :meth:`fail_next`, :meth:`stored_messages`, :meth:`stored_metas`,
     :meth:`session`, :meth:`add_session`, :meth:`stop`, :meth:`restart`, :meth:`flapping`,
@@ -767,6 +682,9 @@ class FakeAcontext:
         self._thread: threading.Thread | None = None
         self._answering = threading.Event()
         self._answering.set()
+        self.learning = Learning(
+            sessions=self._sessions, lock=self._lock, clock=self._now, user_id=self._user_id
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -972,7 +890,7 @@ class FakeAcontext:
             for blob in messages:
                 try:
                     self._store(session, dict(blob), {})
-                except _Reply as exc:
+                except Reply as exc:
                     raise ValueError(f"{exc.msg}: {blob!r}") from exc
             return sid
 
@@ -996,6 +914,10 @@ class FakeAcontext:
         self._last_time = now
         return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
+    def _user_id(self, user: str | None) -> str | None:
+        """The id the server gives a user name, the same in sessions and learning spaces."""
+        return str(uuid.uuid5(_USER_NAMESPACE, f"{self.project_id}:{user}")) if user else None
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
@@ -1011,7 +933,7 @@ class FakeAcontext:
         session = FakeSession(
             id=sid,
             user=user,
-            user_id=str(uuid.uuid5(_USER_NAMESPACE, f"{self.project_id}:{user}")) if user else None,
+            user_id=self._user_id(user),
             disable_task_tracking=disable_task_tracking,
             configs=copy.deepcopy(configs),
             created_at=now,
@@ -1070,8 +992,9 @@ class FakeAcontext:
         query: dict[str, str],
         raw_body: bytes,
         authorization: str | None,
-    ) -> tuple[int, dict[str, Any]] | None:
-        """Answer one request: ``(http_status, envelope)``, or None to drop the connection."""
+    ) -> Answer | None:
+        """Answer one request: ``(http_status, envelope or raw body)``, or None to drop the
+        connection."""
         body: Any = None
         parse_failed = False
         if raw_body:
@@ -1095,13 +1018,13 @@ class FakeAcontext:
             return rule.status, {"code": rule.status, "msg": "injected failure"}
         try:
             if not path.startswith(API_PREFIX + "/") and path != API_PREFIX:
-                raise _Reply(404, 404, "not found")
+                raise Reply(404, 404, "not found")
             if authorization != f"Bearer {self.api_key}":
-                raise _Reply(401, 401, "Unauthorized")
+                raise Reply(401, 401, "Unauthorized")
             if parse_failed:
-                raise _param_error()
+                raise param_error()
             status, payload = self._route(method, route, query, body)
-        except _Reply as reply:
+        except Reply as reply:
             status, payload = reply.http_status, {"code": reply.code, "msg": reply.msg}
         except Exception as exc:  # a bug in the fake: answer it rather than drop the socket
             status, payload = 500, {"code": 500, "msg": f"fake acontext error: {exc!r}"}
@@ -1109,9 +1032,7 @@ class FakeAcontext:
             return None
         return status, payload
 
-    def _route(
-        self, method: str, route: str, query: dict[str, str], body: Any
-    ) -> tuple[int, dict[str, Any]]:
+    def _route(self, method: str, route: str, query: dict[str, str], body: Any) -> Answer:
         if route == "/ping" and method == "GET":
             return 200, {"code": 0, "msg": "pong"}
         if route == "/session":
@@ -1119,16 +1040,18 @@ class FakeAcontext:
                 return self._create_session(body)
             if method == "GET":
                 return self._list_sessions(query)
+        if route.startswith(("/learning_spaces", "/agent_skills")):
+            return self.learning.route(method, route, query, body)
         meta_match = _MESSAGE_META_ROUTE.match(route)
         if meta_match and method == "PATCH":
-            sid = _canonical_uuid(meta_match.group(1))
+            sid = canonical_uuid(meta_match.group(1))
             return self._patch_message_meta(sid, meta_match.group(2), body)
         match = _SESSION_ROUTE.match(route)
         if match and (match.group(2) is None or match.group(2) in self._ROUTE_NAMES):
             handler = self._session_handler(method, match.group(2))
             if handler is not None:
-                return handler(_canonical_uuid(match.group(1)), query, body)
-        raise _Reply(404, 404, "not found")
+                return handler(canonical_uuid(match.group(1)), query, body)
+        raise Reply(404, 404, "not found")
 
     def _session_handler(self, method: str, name: str | None) -> _SessionRoute | None:
         table: dict[tuple[str, str | None], _SessionRoute] = {
@@ -1145,10 +1068,6 @@ class FakeAcontext:
         }
         return table.get((method, name))
 
-    @staticmethod
-    def _ok(data: Any, status: int = 200) -> tuple[int, dict[str, Any]]:
-        return status, {"code": 0, "data": data, "msg": ""}
-
     def _session_json(self, session: FakeSession) -> dict[str, Any]:
         return {
             "id": session.id,
@@ -1162,8 +1081,8 @@ class FakeAcontext:
 
     # -- sessions -----------------------------------------------------------
 
-    def _create_session(self, body: Any) -> tuple[int, dict[str, Any]]:
-        payload = _json_object(body if body is not None else {})
+    def _create_session(self, body: Any) -> Answer:
+        payload = json_object(body if body is not None else {})
         user = payload.get("user")
         disable = payload.get("disable_task_tracking", False)
         configs = payload.get("configs")
@@ -1174,29 +1093,29 @@ class FakeAcontext:
             or (configs is not None and not isinstance(configs, dict))
             or (use_uuid is not None and not isinstance(use_uuid, str))
         ):
-            raise _param_error()
+            raise param_error()
         with self._lock:
             if use_uuid is not None:
-                sid = _canonical_uuid(use_uuid)
+                sid = canonical_uuid(use_uuid)
                 existing = self._sessions.get(sid)
                 if existing is not None:  # the real server answers 200, not the 409 documented
-                    return self._ok(self._session_json(existing))
+                    return ok(self._session_json(existing))
             else:
                 sid = str(uuid.uuid4())
             session = self._new_session(sid, user or None, disable, configs)
-            return self._ok(self._session_json(session), 201)
+            return ok(self._session_json(session), 201)
 
-    def _list_sessions(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        limit = _parse_limit(query.get("limit"), DEFAULT_LIST_LIMIT) or DEFAULT_LIST_LIMIT
-        desc = _parse_bool(query.get("time_desc"))
+    def _list_sessions(self, query: dict[str, str]) -> Answer:
+        limit = parse_limit(query.get("limit"), DEFAULT_LIST_LIMIT) or DEFAULT_LIST_LIMIT
+        desc = parse_bool(query.get("time_desc"))
         config_filter: Any = None
         if query.get("filter_by_configs"):
             try:
                 config_filter = json.loads(query["filter_by_configs"])
             except ValueError as exc:
-                raise _param_error() from exc
+                raise param_error() from exc
             if not isinstance(config_filter, dict):
-                raise _param_error()
+                raise param_error()
         user = query.get("user") or None
         with self._lock:
             sessions = [
@@ -1208,7 +1127,7 @@ class FakeAcontext:
                     or (s.configs is not None and jsonb_contains(s.configs, config_filter))
                 )
             ]
-            page, next_cursor, has_more = _page(
+            page, next_cursor, has_more = paginate(
                 sessions,
                 lambda s: s.seq,
                 kind="session",
@@ -1222,24 +1141,24 @@ class FakeAcontext:
             }
         if next_cursor:
             data["next_cursor"] = next_cursor
-        return self._ok(data)
+        return ok(data)
 
-    def _delete_session(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
+    def _delete_session(self, sid: str, query: dict[str, str], body: Any) -> Answer:
         with self._lock:
             self._sessions.pop(sid, None)
         return 200, {"code": 0, "msg": ""}
 
-    def _get_configs(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
+    def _get_configs(self, sid: str, query: dict[str, str], body: Any) -> Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _database_error()
-            return self._ok(self._session_json(session))
+            return ok(self._session_json(session))
 
-    def _put_configs(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
-        configs = _json_object(body).get("configs")
+    def _put_configs(self, sid: str, query: dict[str, str], body: Any) -> Answer:
+        configs = json_object(body).get("configs")
         if configs is not None and not isinstance(configs, dict):
-            raise _param_error()
+            raise param_error()
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
@@ -1248,10 +1167,10 @@ class FakeAcontext:
             session.updated_at = self._now()
         return 200, {"code": 0, "msg": ""}
 
-    def _patch_configs(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
-        patch = _json_object(body).get("configs")
+    def _patch_configs(self, sid: str, query: dict[str, str], body: Any) -> Answer:
+        patch = json_object(body).get("configs")
         if not isinstance(patch, dict):
-            raise _param_error()
+            raise param_error()
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
@@ -1264,21 +1183,21 @@ class FakeAcontext:
                     merged[key] = copy.deepcopy(value)
             session.configs = merged
             session.updated_at = self._now()
-            return self._ok({"configs": copy.deepcopy(merged)})
+            return ok({"configs": copy.deepcopy(merged)})
 
     # -- messages -----------------------------------------------------------
 
-    def _store_message(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
-        payload = _json_object(body)
+    def _store_message(self, sid: str, query: dict[str, str], body: Any) -> Answer:
+        payload = json_object(body)
         if payload.get("format", "openai") != "openai" or "blob" not in payload:
-            raise _param_error()
+            raise param_error()
         meta = payload.get("meta")
         if meta is None:
             meta = {}
         if not isinstance(meta, dict):
-            raise _param_error()
-        if len(_compact(meta).encode()) > META_LIMIT_BYTES:
-            raise _Reply(400, 400, f"meta size exceeds limit of {META_LIMIT_BYTES} bytes")
+            raise param_error()
+        if len(compact(meta).encode()) > META_LIMIT_BYTES:
+            raise Reply(400, 400, f"meta size exceeds limit of {META_LIMIT_BYTES} bytes")
         normalize_openai_blob(payload["blob"])  # reject before touching storage
         with self._lock:
             session = self._sessions.get(sid)
@@ -1287,28 +1206,28 @@ class FakeAcontext:
             message = self._store(session, payload["blob"], meta)
             if self.auto_process:
                 self._process(session, [message])
-            return self._ok(to_wire_message(message), 201)
+            return ok(to_wire_message(message), 201)
 
-    def _get_messages(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
+    def _get_messages(self, sid: str, query: dict[str, str], body: Any) -> Answer:
         fmt = query.get("format") or "openai"
         if fmt not in ("openai", "acontext"):
-            raise _param_error()
-        limit = _parse_limit(query.get("limit"), None)
-        desc = _parse_bool(query.get("time_desc"))
+            raise param_error()
+        limit = parse_limit(query.get("limit"), None)
+        desc = parse_bool(query.get("time_desc"))
         strategies: list[Any] = []
         if query.get("edit_strategies"):
             try:
                 strategies = json.loads(query["edit_strategies"])
             except ValueError as exc:
-                raise _param_error() from exc
+                raise param_error() from exc
             if not isinstance(strategies, list):
-                raise _param_error()
+                raise param_error()
         pin = query.get("pin_editing_strategies_at_message") or None
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _database_error()
-            page, next_cursor, has_more = _page(
+            page, next_cursor, has_more = paginate(
                 list(session.messages),
                 lambda m: m.seq,
                 kind="message",
@@ -1335,42 +1254,42 @@ class FakeAcontext:
         edit_at = pin or (page[-1].id if page else None)
         if edit_at:
             data["edit_at_message_id"] = edit_at
-        return self._ok(data)
+        return ok(data)
 
-    def _patch_message_meta(self, sid: str, message_id: str, body: Any) -> _Answer:
-        patch = _json_object(body).get("meta")
+    def _patch_message_meta(self, sid: str, message_id: str, body: Any) -> Answer:
+        patch = json_object(body).get("meta")
         if not isinstance(patch, dict):
-            raise _param_error()
+            raise param_error()
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _session_not_found()
             message = next((m for m in session.messages if m.id == message_id), None)
             if message is None:
-                raise _Reply(404, 404, "message not found")
+                raise Reply(404, 404, "message not found")
             for key, value in patch.items():
                 if value is None:
                     message.meta.pop(key, None)
                 else:
                     message.meta[key] = copy.deepcopy(value)
-            return self._ok({"meta": copy.deepcopy(message.meta)})
+            return ok({"meta": copy.deepcopy(message.meta)})
 
-    def _token_counts(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
+    def _token_counts(self, sid: str, query: dict[str, str], body: Any) -> Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _session_not_found()
-            return self._ok({"total_tokens": _total_tokens(session.messages)})
+            return ok({"total_tokens": _total_tokens(session.messages)})
 
     # -- task extraction ----------------------------------------------------
 
-    def _flush(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
+    def _flush(self, sid: str, query: dict[str, str], body: Any) -> Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _session_not_found()
             if self.flush_status != 200:
-                return self._ok({"status": self.flush_status, "errmsg": self.flush_errmsg})
+                return ok({"status": self.flush_status, "errmsg": self.flush_errmsg})
             batch = [m for m in session.messages if m.session_task_process_status == "pending"]
             batch = batch[: max(self.flush_batch, 0)]
             for message in batch:
@@ -1380,7 +1299,7 @@ class FakeAcontext:
             time.sleep(delay)
         with self._lock:
             self._process(session, batch)
-        return self._ok({"status": 200, "errmsg": ""})
+        return ok({"status": 200, "errmsg": ""})
 
     def _process(self, session: FakeSession, batch: list[FakeMessage]) -> None:
         """Deterministic task extraction over ``batch`` (in order); marks them observed."""
@@ -1415,14 +1334,15 @@ class FakeAcontext:
                 message.task_id = session.tasks[-1].id
             message.session_task_process_status = "success"
             message.updated_at = now
+        self.learning.on_processed(session)
 
-    def _observing_status(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
+    def _observing_status(self, sid: str, query: dict[str, str], body: Any) -> Answer:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _session_not_found()
             statuses = [m.session_task_process_status for m in session.messages]
-            return self._ok(
+            return ok(
                 {
                     "observed": sum(s in ("success", "failed") for s in statuses),
                     "in_process": statuses.count("running"),
@@ -1431,14 +1351,14 @@ class FakeAcontext:
                 }
             )
 
-    def _get_tasks(self, sid: str, query: dict[str, str], body: Any) -> _Answer:
-        limit = _parse_limit(query.get("limit"), DEFAULT_LIST_LIMIT) or DEFAULT_LIST_LIMIT
-        desc = _parse_bool(query.get("time_desc"))
+    def _get_tasks(self, sid: str, query: dict[str, str], body: Any) -> Answer:
+        limit = parse_limit(query.get("limit"), DEFAULT_LIST_LIMIT) or DEFAULT_LIST_LIMIT
+        desc = parse_bool(query.get("time_desc"))
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
                 raise _session_not_found()
-            page, next_cursor, has_more = _page(
+            page, next_cursor, has_more = paginate(
                 list(session.tasks),
                 lambda t: t.order,
                 kind="task",
@@ -1450,7 +1370,7 @@ class FakeAcontext:
         data: dict[str, Any] = {"items": items, "has_more": has_more}
         if next_cursor:
             data["next_cursor"] = next_cursor
-        return self._ok(data)
+        return ok(data)
 
     def _task_json(self, task: FakeTask) -> dict[str, Any]:
         data: dict[str, Any] = {"task_description": task.task_description}
