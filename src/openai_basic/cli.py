@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     system.add_argument("--system", metavar="TEXT", help="the system prompt for a new session")
     system.add_argument("--system-file", metavar="PATH", type=Path, help="read it from a file")
     parser.add_argument("--no-stream", action="store_true", help="print replies when complete")
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="run the tools that need approval without asking (AGENT_APPROVE_TOOLS=always)",
+    )
     return parser
 
 
@@ -229,7 +235,10 @@ def _with_flags(settings: Settings, args: argparse.Namespace, out: Output) -> Se
     if args.system_file:
         system_prompt = _read_system_file(args.system_file, out)
     return dataclasses.replace(
-        settings, openai_model=args.model or settings.openai_model, system_prompt=system_prompt
+        settings,
+        openai_model=args.model or settings.openai_model,
+        system_prompt=system_prompt,
+        approve_tools="always" if args.yes else settings.approve_tools,
     )
 
 

@@ -16,6 +16,7 @@ from openai import OpenAI
 
 from openai_basic.acontext_api import TaskReport
 from openai_basic.agent import AgentSpec, TurnResult, Usage, run_agent
+from openai_basic.approval import approver
 from openai_basic.errors import AgentError, ConfigError, Interrupted, ServiceError, signal_number
 from openai_basic.journal import Held
 from openai_basic.mirror import AcontextMirror, OpenedSession
@@ -81,6 +82,7 @@ class Conversation:
         self.mirror = AcontextMirror(
             settings, on_problem=lambda text: out.status(f"acontext: {text}"), on_held=out.held
         )
+        self.approve = approver(settings.approve_tools, out)  # its "always" lasts the session
         self.replies: list[str] = []
         self.usage = Usage()
         opened = self._open(resume, user)
@@ -123,6 +125,7 @@ class Conversation:
                 sink=self.mirror,
                 on_tool_result=out.tool,
                 on_text=out.text_piece if out.stream else None,
+                approve=self.approve,
             )
         self.spec = self.spec.for_next_turn(result)
         if result.hit_limit:

@@ -154,6 +154,17 @@ class Output:
         finally:
             self._stop_spinner()
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Draw nothing while the user answers a question at the terminal; the spinner, if one
+        was going, comes back after an answer (not after Ctrl-C)."""
+        spinner = self._spinner
+        self.end_reply()
+        yield
+        if spinner is not None and self._spinner is None:
+            spinner.start()
+            self._spinner = spinner
+
     def update(self, text: str) -> None:
         if self._spinner is not None:
             self._spinner.update(text)
