@@ -1,15 +1,7 @@
-"""Rows 3 and 6: what mirroring into Acontext costs a conversation.
+"""Rows 3 and 6 of docs/performance.md: what mirroring into Acontext costs a conversation.
 
-A conversation is turns of question, tool call, tool result and answer (four messages a turn),
-timed as the sum over its turns of prompt -> reply (``run_agent`` returning). It runs in a child
-while the fakes serve from this process. Its sink is ours (``AcontextMirror``: journal and
-background writer, every message sent before it closes, untimed), the original pattern's (each
-message stored before the loop goes on) or a plain list (mirroring off).
-
-Row 3: the fake model takes ``MODEL_SECONDS`` a call, Acontext answers at once or after
-``ACONTEXT_SECONDS``. Row 6: the model answers in-process and its own time is taken out, which
-leaves the agent's own bookkeeping; the writer counts where it takes the interpreter from the loop.
-"""
+The conversations run in a child process, so the fakes, serving from this one, do not take its
+interpreter lock."""
 
 from __future__ import annotations
 
@@ -44,6 +36,7 @@ MIRROR_LIMIT = 1.05
 BOOKKEEPING_TURNS = 50
 MESSAGES = 4 * BOOKKEEPING_TURNS
 LIMIT_MS = 1.0
+AT_ONCE = "the same, Acontext at once"
 LISTED = "the same, a list for a sink"
 PROMPT = "Be brief."
 LOOK_UP = tool_calls(("look_up", {"city": "Oslo"}))
@@ -67,8 +60,8 @@ def measure_mirroring(runs: int) -> list[Row]:
     ours_fast, ours, original_fast, original, ours_twice = seconds
     slowly = f"{TURNS}-turn conversation, Acontext {ACONTEXT_SECONDS * 1000:.0f} ms"
     return [
-        at_most(MIRROR_LIMIT, f"{slowly} (mirror)", ours, ours_fast, "the same, Acontext at once"),
-        Row(f"{slowly} (original)", original, original_fast, "the same", "reference", None),
+        at_most(MIRROR_LIMIT, f"{slowly} (mirror)", ours, ours_fast, AT_ONCE),
+        Row(f"{slowly} (original)", original, original_fast, AT_ONCE, "reference", None),
         scaling(f"{2 * TURNS} vs {TURNS} turns, Acontext slow (mirror)", ours, ours_twice),
     ]
 
@@ -129,6 +122,7 @@ def _conversation(client: Any, sink: str, acontext_url: str, turns: int) -> tupl
 
 @contextmanager
 def _sink(kind: str, acontext_url: str) -> Iterator[MessageSink]:
+    """A new session's sink: ``mirror``, ``original`` or ``list``."""
     if kind == "list":
         yield ListSink()
     elif kind == "mirror":

@@ -1,10 +1,6 @@
-"""Row 5: resuming a long session, fitted to the context budget.
+"""Row 5 of docs/performance.md: resuming a long session, fitted to the context budget.
 
-The fake Acontext (in this process) holds sessions of ``MESSAGES`` and twice as many messages, in
-rounds of question, tool call, tool result and answer. Each resume runs in a child that does
-nothing else (the SDK already imported). Baseline: the same resume with the budget off, which
-keeps every page.
-"""
+Each resume runs in a child process that does nothing else, so its memory is the resume's."""
 
 from __future__ import annotations
 
@@ -55,7 +51,7 @@ def measure(runs: int) -> list[Row]:
 
 def rounds(count: int) -> list[dict[str, Any]]:
     """``count`` messages: rounds of a question, a tool call, its result and an answer (about
-    240 tokens a round by the fake's estimate)."""
+    145 tokens a round by the fake's estimate)."""
     messages: list[dict[str, Any]] = []
     for i in range(count // 4 + 1):
         arguments = f'{{"city": "C{i}"}}'

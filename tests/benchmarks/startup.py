@@ -1,8 +1,7 @@
-"""Rows 1-2: how fast the ``agent`` script answers, starts and replies.
+"""Rows 1-2 of docs/performance.md: how fast the ``agent`` script answers, starts and replies.
 
-Each figure is the wall time of a fresh process of the installed script, in an empty folder,
-against the fakes; baselines are the original pattern's script and bare imports of the SDKs.
-"""
+Each figure is the wall time of a fresh process, in an empty folder, without the developer's
+settings."""
 
 from __future__ import annotations
 
@@ -13,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -26,6 +27,7 @@ AGENT = str(Path(PYTHON).parent / "agent")
 ORIGINAL = [PYTHON, "-P", str(Path(__file__).with_name("original_pattern.py"))]
 ORIGINAL_NAME = "original pattern"
 IMPORT_BOTH = 'python -c "import openai, acontext"'
+IMPORT_OPENAI = "python -c 'import openai'"
 MODEL_SECONDS = 3.0  # longer than importing acontext, which a one-shot run does meanwhile
 SETTINGS = ("OPENAI_", "ACONTEXT_", "AGENT_")  # the developer's own stay out of the runs
 STUCK_AFTER = 300.0  # seconds
@@ -44,22 +46,24 @@ print(sum(name.split(".")[0] in ("openai", "acontext") for name in sys.modules))
 
 def measure(runs: int) -> list[Row]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS)}
-    with tempfile.TemporaryDirectory() as folder:
-        return [*_cli(runs, env, folder), *_starts(runs, env, folder)]
+    with tempfile.TemporaryDirectory() as cwd:
+        return [*_cli(runs, env, cwd), *_starts(runs, env, cwd)]
 
 
 def _cli(runs: int, env: dict[str, str], cwd: str) -> list[Row]:
-    both = median(_walls(runs, [PYTHON, "-c", "import openai, acontext"], env, cwd))
-    rows = []
-    for arg, code in (("--help", 0), ("--frobnicate", 2)):
-        ours = median(_walls(3 * runs, [AGENT, arg], env, cwd, code))
-        rows.append(at_most(0.1, f"agent {arg}", ours, both, IMPORT_BOTH))
+    helps, usage, both = _medians(
+        runs,
+        partial(_seconds_to_exit, [AGENT, "--help"], env, cwd),
+        partial(_seconds_to_exit, [AGENT, "--frobnicate"], env, cwd, code=2),
+        partial(_seconds_to_exit, [PYTHON, "-c", "import openai, acontext"], env, cwd),
+    )
     loaded = max(_sdk_modules(arg, env, cwd) for arg in ("--help", "--frobnicate"))
     everything = _sdk_modules("import", env, cwd)
-    rows.append(
-        Row("SDK modules they load", loaded, everything, IMPORT_BOTH, "0", loaded == 0, "modules")
-    )
-    return rows
+    return [
+        at_most(0.1, "agent --help", helps, both, IMPORT_BOTH),
+        at_most(0.1, "agent --frobnicate", usage, both, IMPORT_BOTH),
+        Row("SDK modules those load", loaded, everything, IMPORT_BOTH, "0", not loaded, "modules"),
+    ]
 
 
 def _starts(runs: int, env: dict[str, str], cwd: str) -> list[Row]:
@@ -73,18 +77,19 @@ def _starts(runs: int, env: dict[str, str], cwd: str) -> list[Row]:
             "ACONTEXT_BASE_URL": acontext.base_url,
             "AGENT_STATE_DIR": str(Path(cwd, "state")),
         }
-        chat = [AGENT], [*ORIGINAL, "interactive"]
-        prompt, original_prompt = _interleaved(runs, b"you> ", *chat, env, cwd)
-        one_shot = [AGENT, "hi"], [*ORIGINAL, "one-shot", "hi"]
-        reply, original_reply = _interleaved(runs, b"hello\n", *one_shot, env, cwd)
-    openai_alone = median(_walls(runs, [PYTHON, "-c", "import openai"], env, cwd))
+        prompt, original_prompt, reply, original_reply, openai_alone = _medians(
+            runs,
+            partial(_seconds_to, b"you> ", [AGENT], env, cwd),
+            partial(_seconds_to, b"you> ", [*ORIGINAL, "interactive"], env, cwd),
+            partial(_seconds_to, b"hello\n", [AGENT, "hi"], env, cwd),
+            partial(_seconds_to, b"hello\n", [*ORIGINAL, "one-shot", "hi"], env, cwd),
+            partial(_seconds_to_exit, [PYTHON, "-c", "import openai"], env, cwd),
+        )
     reply, original_reply = reply - MODEL_SECONDS, original_reply - MODEL_SECONDS
     return [
         at_most(0.25, "interactive: spawn -> 'you> '", prompt, original_prompt, ORIGINAL_NAME),
         at_most(0.5, "one-shot: reply overhead", reply, original_reply, ORIGINAL_NAME),
-        at_most(
-            1.5, "one-shot: the same overhead", reply, openai_alone, "python -c 'import openai'"
-        ),
+        at_most(1.5, "one-shot: the same overhead", reply, openai_alone, IMPORT_OPENAI),
     ]
 
 
@@ -92,18 +97,11 @@ def _hello(messages: list[dict[str, Any]]) -> Reply:
     return text("hello", delay=MODEL_SECONDS)
 
 
-def _walls(
-    runs: int, command: list[str], env: dict[str, str], cwd: str, code: int = 0
-) -> list[float]:
-    """Seconds from spawn to exit (with ``code``), ``runs`` times after a warm-up."""
-    seconds = []
-    for _ in range(runs + 1):
-        started = time.perf_counter()
-        done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, timeout=STUCK_AFTER)
-        seconds.append(time.perf_counter() - started)
-        if done.returncode != code:
-            raise RuntimeError(f"{command} exited {done.returncode}: {done.stderr[-500:]!r}")
-    return seconds[1:]
+def _medians(runs: int, *measures: Callable[[], float]) -> list[float]:
+    """The median of each measure over ``runs`` rounds after a warm-up round. The measures take
+    turns in a round, so a busier moment of the machine hits all alike."""
+    rounds = [[measure() for measure in measures] for _ in range(runs + 1)]
+    return [median(samples) for samples in zip(*rounds[1:], strict=True)]
 
 
 def _sdk_modules(arg: str, env: dict[str, str], cwd: str) -> int:
@@ -113,16 +111,13 @@ def _sdk_modules(arg: str, env: dict[str, str], cwd: str) -> int:
     return int(done.stdout)
 
 
-def _interleaved(
-    runs: int, marker: bytes, ours: list[str], original: list[str], env: dict[str, str], cwd: str
-) -> tuple[float, float]:
-    """Median seconds to ``marker`` of ours and of the original, run by turns (so a busier moment
-    hits both alike) after a warm-up."""
-    pairs = [
-        (_seconds_to(marker, ours, env, cwd), _seconds_to(marker, original, env, cwd))
-        for _ in range(runs + 1)
-    ][1:]
-    return median(pair[0] for pair in pairs), median(pair[1] for pair in pairs)
+def _seconds_to_exit(command: list[str], env: dict[str, str], cwd: str, code: int = 0) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, timeout=STUCK_AFTER)
+    seconds = time.perf_counter() - started
+    if done.returncode != code:
+        raise RuntimeError(f"{command} exited {done.returncode}: {done.stderr[-500:]!r}")
+    return seconds
 
 
 def _seconds_to(marker: bytes, command: list[str], env: dict[str, str], cwd: str) -> float:
