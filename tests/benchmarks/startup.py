@@ -62,7 +62,15 @@ def _cli(runs: int, env: dict[str, str], cwd: str) -> list[Row]:
     return [
         at_most(0.1, "agent --help", helps, both, IMPORT_BOTH),
         at_most(0.1, "agent --frobnicate", usage, both, IMPORT_BOTH),
-        Row("SDK modules those load", loaded, everything, IMPORT_BOTH, "0", not loaded, "modules"),
+        Row(
+            "SDK modules loaded by those",
+            loaded,
+            everything,
+            IMPORT_BOTH,
+            "0",
+            not loaded,
+            "modules",
+        ),
     ]
 
 
