@@ -1,5 +1,6 @@
 """The commands in README.md and docs/ as written: each `uv run agent` line and each row of the
-README's command table parses, each `uv run pytest` line names markers that exist, and any other
+README's command table parses, each `uv run pytest` line names markers that exist, each benchmark
+line parses, and any other
 command is a setup step the README explains and these offline tests cannot run (so a new one is a
 choice, not an accident)."""
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from openai_basic.cli import COMMAND_HELP, build_command_parser, build_parser
+from tests.benchmarks import __main__ as benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -69,6 +71,8 @@ def test_each_shell_line_is_checked_or_a_known_setup_step(page: str, line: str) 
             assert_agent_parses(list(command[3:]))
         elif command[:3] == ("uv", "run", "pytest"):
             assert_markers_exist(list(command[3:]))
+        elif command[:5] == ("uv", "run", "python", "-m", "tests.benchmarks"):
+            benchmarks.build_parser().parse_args(list(command[5:]))
         else:
             assert command in KNOWN, f"{page}: a command no test checks: {' '.join(command)}"
 

@@ -30,11 +30,15 @@ GROUPS = {
 HEADER = ("#", "benchmark", "ours (median)", "baseline (median)", "ratio", "target", "result")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="each figure once: a smoke run")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     runs = 1 if args.quick else RUNS
     started = time.perf_counter()
     rows: list[tuple[str, Row]] = []
