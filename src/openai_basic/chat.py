@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from openai_basic.errors import Terminated
+from openai_basic.errors import AgentError, Terminated
 from openai_basic.text import valid
 
 if TYPE_CHECKING:  # the prompt comes up before the conversation's imports
@@ -24,6 +24,8 @@ HELP = {
     "/tasks": "send the conversation to Acontext now and show its tasks",
     "/session": "the session id, its size and where it is kept",
     "/tools": "the tools the model can call",
+    "/skills": "the skills of the learning space",
+    "/learn": "attach this session to the learning space now (as --learn does)",
     "/usage": "tokens and time used so far",
     "/exit": "end the chat and show the tasks (also Ctrl-D)",
 }
@@ -124,6 +126,32 @@ def _tools(conversation: Conversation) -> None:
     conversation.out.lines(lines or ["no tools"])
 
 
+def _skills(conversation: Conversation) -> None:
+    from openai_basic.learning import NO_SPACE
+
+    try:
+        found = conversation.learning.skills()
+    except AgentError as exc:  # Acontext down: the chat goes on
+        conversation.out.error(str(exc))
+        return
+    if found is None:
+        conversation.out.status(NO_SPACE.replace("`agent --learn`", "/learn"))
+        return
+    space_id, skills = found
+    lines = [f"{skill.name}: {' '.join(skill.description.split())}" for skill in skills]
+    conversation.out.lines(lines or [f"Learning space {space_id} has no skills yet."])
+
+
+def _learn(conversation: Conversation) -> None:
+    if conversation.learning.attach():
+        conversation.out.status(
+            "this session is attached to the learning space: Acontext learns from it, and the "
+            "space's skills are given to the model from the next turn"
+        )
+    else:
+        conversation.out.status("this session is attached to the learning space already")
+
+
 def _usage(conversation: Conversation) -> None:
     usage = conversation.usage
     conversation.out.lines(
@@ -141,5 +169,7 @@ COMMANDS: dict[str, Callable[[Conversation], None]] = {
     "/tasks": _tasks,
     "/session": _session,
     "/tools": _tools,
+    "/skills": _skills,
+    "/learn": _learn,
     "/usage": _usage,
 }

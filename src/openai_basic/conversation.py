@@ -8,7 +8,7 @@ terminal together; it decides nothing about exit codes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from openai_basic.acontext_api import TaskReport
 from openai_basic.agent import AgentSpec, TurnResult, Usage, run_agent
 from openai_basic.errors import AgentError, Interrupted, ServiceError, signal_number
 from openai_basic.journal import Held
+from openai_basic.learning import LearningOutcome, SessionLearning
 from openai_basic.mirror import AcontextMirror, OpenedSession
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
@@ -36,6 +37,7 @@ class ChatOutcome:
     journal: Path
     usage: Usage
     held: tuple[Held, ...] = ()
+    learning: LearningOutcome | None = None  # with learning on
 
 
 def make_registry(settings: Settings, tools: Iterable[ToolFunction] = TOOLS) -> ToolRegistry:
@@ -86,6 +88,10 @@ class Conversation:
         self.session_id = opened.session_id
         self.history = opened.history
         self.spec = make_spec(settings, self.registry, opened.system_prompt)
+        self._system_prompt = opened.system_prompt  # the session's; recall adds to the model's
+        self.learning = SessionLearning(settings, mirror=self.mirror, out=out, user=user)
+        if settings.learn:
+            self.learning.attach()
 
     def _open(self, resume: str | None, user: str | None) -> OpenedSession:
         settings, out = self.settings, self.out
@@ -111,6 +117,7 @@ class Conversation:
 
     def turn(self, prompt: str) -> TurnResult:
         """One user turn. Ctrl-C stops it with every tool call answered, and is re-raised."""
+        self._recall()
         out = self.out
         with out.spinner(f"waiting for {self.settings.openai_model}"):
             result = run_agent(
@@ -135,6 +142,17 @@ class Conversation:
         if self.mirror.journal_failure is not None:  # the reply is printed; stop spending
             raise self.mirror.journal_failure
         return result
+
+    def _recall(self) -> None:
+        """Give the model the skills of the learning space, once they are loaded: their tools
+        next to the user's, their names and descriptions after the system prompt."""
+        recall = self.learning.recall()
+        if recall is not None:
+            self.spec = replace(
+                self.spec,
+                registry=self.registry.extended(recall.tools),
+                system_prompt=recall.system_prompt(self._system_prompt),
+            )
 
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
@@ -171,6 +189,7 @@ class Conversation:
             self.mirror.journal.path,
             self.usage,
             tuple(self.mirror.held()),
+            learning=self.learning.conclude(report),
         )
 
 

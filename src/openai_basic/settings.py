@@ -6,6 +6,7 @@ import functools
 import io
 import math
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -62,6 +63,9 @@ class Settings:
     tool_result_max_chars: int = 20_000
     context_tokens: int = 64_000
     strict_tools: bool = True
+    learn: bool = False  # attach sessions to a learning space and recall its skills
+    learning_space: str = ""  # a space id; empty: the one remembered in the state folder
+    learn_wait_seconds: float = 60.0
     session_tag: str = field(default_factory=project_name)
 
 
@@ -163,6 +167,13 @@ def _flag(raw: str, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false (or yes/no, on/off, 1/0), not {raw!r}")
 
 
+def _space_id(raw: str, name: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be a learning space id (a UUID), not {raw!r}") from None
+
+
 # The settings read one way: the Settings field each sets and how its text becomes a value.
 # A setting that is not set, or set empty, keeps the field's default.
 READERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
@@ -179,4 +190,7 @@ READERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AGENT_CONTEXT_TOKENS": ("context_tokens", functools.partial(_whole, least=0)),
     "AGENT_STRICT_TOOLS": ("strict_tools", _flag),
     "AGENT_SESSION_TAG": ("session_tag", _text),
+    "AGENT_LEARN": ("learn", _flag),
+    "AGENT_LEARNING_SPACE": ("learning_space", _space_id),
+    "AGENT_LEARN_WAIT_SECONDS": ("learn_wait_seconds", _seconds),
 }
