@@ -361,12 +361,12 @@ class SessionLearning:
         api = self._mirror.api
         try:
             with api.translate():
-                client = api.client
                 space_id = self._settings.learning_space or space_for(
-                    client, self._mirror.journal, self._user, self._settings.session_tag
+                    api.client, self._mirror.journal, self._user, self._settings.session_tag
                 )
+            with _in_space(api, space_id):
                 self._recall = load_recall(
-                    client, space_id, timeout=self._settings.tool_timeout_seconds
+                    api.client, space_id, timeout=self._settings.tool_timeout_seconds
                 )
                 if self._before is None:
                     self._before = self._recall.skills
@@ -482,7 +482,7 @@ def pull_skills(
         for path in skill.files:
             with _in_space(api, space_id):
                 found = api.client.skills.get_file(skill_id=skill.id, file_path=path)
-            _write(target, path, _file_bytes(found))
+            write_skill_file(target, path, _file_bytes(found))
         pulled.append(PulledSkill(skill.name, target, skill.files))
     return pulled
 
@@ -513,7 +513,7 @@ def _folder_name(name: str) -> str:
     return cleaned or "skill"
 
 
-def _write(folder: Path, path: str, data: bytes) -> None:
+def write_skill_file(folder: Path, path: str, data: bytes) -> None:
     """Write one file inside ``folder``, whole or not at all."""
     relative = PurePosixPath(path)
     if (
