@@ -38,30 +38,32 @@ def test_slash_commands_in_the_interactive_chat(
     assert run.code == 0, run.stderr
     (session_id,) = acontext.session_ids()
     lines = run.stdout.splitlines()
-    assert lines[:7] == [
+    assert lines[:9] == [
         "/help     this list",
         "/tasks    send the conversation to Acontext now and show its tasks",
         "/session  the session id, its size and where it is kept",
         "/tools    the tools the model can call",
+        "/skills   the skills of the learning space",
+        "/learn    attach this session to the learning space now (as --learn does)",
         "/usage    tokens and time used so far",
         "/exit     end the chat and show the tasks (also Ctrl-D)",
         "echo: hello",
     ]
-    assert lines[7:9] == [
+    assert lines[9:11] == [
         "forecast(city): Tell the weather in a city.",
         "reserve(origin, destination, day): Reserve a seat on a flight.",
     ]
-    assert lines[9:13] == [
+    assert lines[11:15] == [
         f"session   {session_id}",
         "messages  2",
         "model     gpt-4o-mini",
         f"acontext  {acontext.base_url}",
     ]
-    assert lines[14] == f"resume    agent --resume {session_id}"
-    assert lines[15:18] == ["model calls        1", "prompt tokens      10", "completion tokens  5"]
+    assert lines[16] == f"resume    agent --resume {session_id}"
+    assert lines[17:20] == ["model calls        1", "prompt tokens      10", "completion tokens  5"]
     tasks = ["Tasks:", "1. [success] hello", "   progress: Agent responded to: hello"]
-    assert lines[19:22] == tasks  # /tasks, during the chat
-    assert lines[22:] == tasks  # and at the end
+    assert lines[21:24] == tasks  # /tasks, during the chat
+    assert lines[24:] == tasks  # and at the end
     assert "unknown command /bogus; /help lists them" in run.stderr
 
 
