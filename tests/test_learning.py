@@ -5,6 +5,7 @@ against both fakes."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,8 +16,9 @@ from acontext import AcontextClient
 
 import openai_basic.mirror
 from openai_basic.errors import ServiceError
-from openai_basic.learning import write_skill_file
-from tests.conftest import Run
+from openai_basic.journal import Journal
+from openai_basic.learning import space_for, write_skill_file
+from tests.conftest import Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, ToolCallSpec, echo_responder, text, tool_calls
 from tests.tools import forecast
@@ -372,3 +374,39 @@ def test_the_demo_shows_recall_when_learning(
     last = model.requests[-1]
     assert "<name>travel-planning</name>" in last["messages"][0]["content"]
     assert tool_names(last)[-2:] == SKILL_TOOLS
+
+
+def test_a_resumed_session_is_attached_before_its_new_messages(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    model.responder = echo_responder
+    session_id = json.loads(cli("--json", "hello").stdout)["session_id"]
+    before = len(acontext.requests)
+    run = cli("--learn", "--resume", session_id, "I prefer window seats.")
+    assert run.code == 0, run.stderr
+    space_id = acontext.learning.record(session_id).space_id
+    later = [f"{r.method} {r.path}" for r in acontext.requests[before:]]
+    learned = later.index(f"POST /learning_spaces/{space_id}/learn")
+    assert learned < later.index(f"POST /session/{session_id}/messages")
+    assert acontext.learning.record(session_id).status == "completed"
+    assert "\n  window-seats (created): " in run.stdout
+
+
+def test_two_agents_in_one_folder_make_one_space(
+    acontext: FakeAcontext, sdk: AcontextClient, tmp_path: Path
+) -> None:
+    journals = [Journal(tmp_path / ".agent") for _ in range(2)]  # as two processes open it
+    found: list[str] = []
+
+    def make(journal: Journal) -> None:
+        found.append(space_for(sdk, journal, "alice", "openai-basic"))
+
+    makers = [threading.Thread(target=make, args=(journal,)) for journal in journals]
+    with acontext.holding():  # the first one's request stays in flight, its claim held
+        makers[0].start()
+        wait_for(lambda: any(r.path == "/learning_spaces" for r in acontext.requests))
+        makers[1].start()
+    for maker in makers:
+        maker.join()
+    assert [f"{r.method} {r.path}" for r in acontext.requests] == ["POST /learning_spaces"]
+    assert found[0] == found[1] == journals[1].remembered_space("alice")
