@@ -149,10 +149,49 @@ def test_exit_code_2_for_a_missing_key(cli: Cli) -> None:
     )
 
 
+def test_exit_code_2_for_the_placeholder_key_before_any_session(
+    cli: Cli, acontext: FakeAcontext, tmp_path: Path
+) -> None:
+    run = cli("hi", env={"OPENAI_API_KEY": "sk-...", "OPENAI_BASE_URL": ""})
+    assert (run.code, run.stderr) == (
+        2,
+        "error: OPENAI_API_KEY is the placeholder sk-... from .env.example: put your key in .env\n",
+    )
+    assert acontext.requests == []
+    assert not (tmp_path / ".agent").exists()
+
+
 def test_exit_code_2_for_a_bad_flag(cli: Cli) -> None:
     run = cli("--frobnicate")
     assert run.code == 2
     assert "unrecognized arguments: --frobnicate" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "typed, meant",
+    [("session", "sessions"), ("histroy", "history"), ("Doctor", "doctor"), ("task", "tasks")],
+)
+def test_a_typo_of_a_command_is_not_sent_to_the_model(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, typed: str, meant: str
+) -> None:
+    run = cli(typed)
+    assert (run.code, run.stderr) == (
+        2,
+        f"error: {typed!r} is not a command: did you mean `agent {meant}`? "
+        "(to ask the model, write more than one word)\n",
+    )
+    assert model.requests == [] and acontext.requests == []
+
+
+@pytest.mark.parametrize(
+    "prompt", ["hello", "docker", "seasons", "story", "session summary please"]
+)
+def test_a_prompt_unlike_a_command_goes_to_the_model(
+    cli: Cli, model: FakeOpenAI, prompt: str
+) -> None:
+    model.responder = echo_responder
+    run = cli("--no-stream", prompt)
+    assert (run.code, run.stdout.splitlines()[0]) == (0, f"echo: {prompt}")
 
 
 def test_exit_code_2_for_a_malformed_session_id(cli: Cli, acontext: FakeAcontext) -> None:

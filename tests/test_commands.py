@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from openai_basic.settings import Settings
 from tests.conftest import Run
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text, tool_calls
@@ -47,6 +48,19 @@ def test_sessions_lists_this_agents_sessions_newest_first(
 def test_sessions_when_there_are_none(cli: Cli) -> None:
     run = cli("sessions")
     assert (run.code, run.stdout) == (0, "No sessions yet. Start one with: agent\n")
+
+
+def test_one_message_is_counted_as_one(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, settings: Settings
+) -> None:
+    session_id = acontext.add_session(
+        configs={"agent": settings.session_tag}, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert cli("sessions").stdout.endswith("    1 message  hi\n")
+    model.responder = echo_responder
+    resumed = cli("--resume", session_id, "go on")
+    assert f"resumed session {session_id} (1 message)\n" in resumed.stderr
+    assert cli("sync").stderr == "sent 0 messages; 0 still waiting; 0 held\n"
 
 
 def test_history_renders_the_transcript_with_tool_calls(cli: Cli, model: FakeOpenAI) -> None:
@@ -133,6 +147,17 @@ def test_doctor_without_an_openai_key(cli: Cli, model: FakeOpenAI) -> None:
     assert model.requests == []
 
 
+def test_doctor_flags_the_placeholder_key(cli: Cli, model: FakeOpenAI) -> None:
+    run = cli("doctor", env={"OPENAI_API_KEY": "sk-...", "OPENAI_BASE_URL": ""})
+    assert run.code == 1
+    assert "  OPENAI_API_KEY     sk-... (the placeholder from .env.example)" in run.stdout
+    assert run.stdout.splitlines()[-1] == (
+        "  FAIL  OpenAI key accepted: "
+        "OPENAI_API_KEY is the placeholder sk-... from .env.example: put your key in .env"
+    )
+    assert model.requests == []
+
+
 def test_user_model_and_system_flags_shape_the_new_session(
     cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path
 ) -> None:
@@ -178,6 +203,14 @@ def test_usage_is_shown_per_turn_and_for_the_session(cli: Cli, model: FakeOpenAI
         35,
         3,
     )
+
+
+def test_one_turn_shows_its_usage_once(cli: Cli, model: FakeOpenAI) -> None:
+    model.script(text("ok", usage=(40, 4)))
+    run = cli("hi")
+    assert run.code == 0, run.stderr
+    usage = [line for line in run.stderr.splitlines() if line.startswith(("turn:", "session:"))]
+    assert [line.split(",")[0] for line in usage] == ["turn: 40 in / 4 out tokens"]
 
 
 def test_doctor_masks_keys_in_the_user_info_of_urls(

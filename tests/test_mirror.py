@@ -81,6 +81,27 @@ def test_messages_are_stored_in_order_in_openai_format_with_a_client_id(
     assert metas[1]["model"] == "m" and "model" not in metas[0]
 
 
+def test_a_new_session_without_an_answer_can_be_forgotten_and_one_with_an_answer_not(
+    mirror: AcontextMirror, acontext: FakeAcontext, settings: Settings
+) -> None:
+    forgotten = mirror.create(model="m", system_prompt="s")
+    mirror.append({"role": "user", "content": "hi"})
+    assert mirror.discard_unanswered()
+    assert mirror.sync(timeout=5) == 0
+    journal = Journal(settings.state_dir)
+    assert journal.messages(forgotten.session_id) == []
+    assert journal.uncreated_session(forgotten.session_id) is None
+    journal.close()
+    assert acontext.requests == []
+
+    kept = mirror.create(model="m", system_prompt="s")
+    for message in TOOL_TURN[:2]:
+        mirror.append(message)
+    assert not mirror.discard_unanswered()
+    assert mirror.sync(timeout=5) == 0
+    assert acontext.stored_messages(kept.session_id) == [as_returned(m) for m in TOOL_TURN[:2]]
+
+
 def test_the_journal_is_private_and_in_wal_mode(mirror: AcontextMirror) -> None:
     mirror.create(model="m", system_prompt="s")
     path = mirror.journal.path
@@ -244,7 +265,7 @@ def test_acontext_down_from_the_start_keeps_every_message_until_it_is_back(
     assert mirror.sync(timeout=0.5) == 4
     assert problems[0].startswith(
         f"Acontext unreachable at {acontext.base_url} (start one with `acontext server up`); "
-        "4 messages wait in"
+        "4 messages waiting in"
     )
     acontext.restart()
     assert mirror.sync(timeout=10) == 0

@@ -70,7 +70,7 @@ def test_sync_skips_a_rejected_message_only_when_told_to(
         f"{session_id}: it will not be sent",
         f"skipped message {_tool_client_id(session_id)} (tool) of session "
         f"{session_id}: it will not be sent",
-        "sent 1 messages; 0 still waiting; 0 held",
+        "sent 1 message; 0 still waiting; 0 held",
     ]
     stored = acontext.stored_messages(session_id)
     assert [m["role"] for m in stored] == ["user", "assistant"]

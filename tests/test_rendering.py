@@ -11,7 +11,8 @@ import pytest
 import rich.markdown
 
 from openai_basic import output
-from openai_basic.output import Output, plural
+from openai_basic.output import Output
+from openai_basic.text import plural
 from openai_basic.tools import ToolResult
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

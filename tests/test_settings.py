@@ -11,6 +11,7 @@ from openai_basic.settings import (
     DEFAULT_ACONTEXT_API_KEY,
     DEFAULT_ACONTEXT_BASE_URL,
     DEFAULT_MODEL,
+    PLACEHOLDER_OPENAI_API_KEY,
     READERS,
     Settings,
     load_settings,
@@ -42,6 +43,27 @@ def test_a_missing_or_empty_openai_key_is_a_clear_error(tmp_path: Path, key: str
     environ = {} if key is None else {"OPENAI_API_KEY": key}
     with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
         load_settings(environ, cwd=tmp_path)
+
+
+def test_the_placeholder_key_of_a_copied_env_example_is_named(tmp_path: Path) -> None:
+    example = Path(__file__).parents[1] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())
+    with pytest.raises(ConfigError) as raised:
+        load_settings({}, cwd=tmp_path)
+    assert str(raised.value) == (
+        "OPENAI_API_KEY is the placeholder sk-... from .env.example: put your key in .env"
+    )
+    assert f"OPENAI_API_KEY={PLACEHOLDER_OPENAI_API_KEY}\n" in example.read_text()
+
+
+def test_the_placeholder_key_is_no_key(tmp_path: Path) -> None:
+    placeholder = {"OPENAI_API_KEY": PLACEHOLDER_OPENAI_API_KEY}
+    local = load_settings(
+        {**placeholder, "OPENAI_BASE_URL": "http://localhost:11434/v1"}, cwd=tmp_path
+    )
+    assert local.openai_api_key == "not-needed"  # a local server is not sent the placeholder
+    commands = load_settings(placeholder, cwd=tmp_path, require_openai=False)
+    assert commands.openai_api_key == PLACEHOLDER_OPENAI_API_KEY  # for the doctor to flag
 
 
 def test_a_local_openai_compatible_server_needs_no_key(tmp_path: Path) -> None:

@@ -137,15 +137,18 @@ class AcontextApi:
             else:
                 time.sleep(POLL_SECONDS)
 
+    def newest_session(self) -> str | None:
+        """The id of this agent's newest session, if it has one."""
+        with self.translate():
+            items = self._listed(limit=1)
+        return str(items[0].id) if items else None
+
     def sessions(self, limit: int) -> list[SessionSummary]:
         """This agent's sessions (found by the tag in their configs), newest first."""
         client = self.client
         found = []
         with self.translate():
-            page = client.sessions.list(
-                filter_by_configs={"agent": self._settings.session_tag}, limit=limit, time_desc=True
-            )
-            for session in page.items:
+            for session in self._listed(limit):
                 status = client.sessions.messages_observing_status(session.id)
                 first = client.sessions.get_messages(session.id, format="openai", limit=10).items
                 said = [m.get("content") for m in first if m.get("role") == "user"]
@@ -159,6 +162,14 @@ class AcontextApi:
                     )
                 )
         return found
+
+    def _listed(self, limit: int) -> list[Any]:
+        """This agent's sessions as the SDK gives them, newest first (raises the SDK's errors)."""
+        tag = self._settings.session_tag
+        page = self.client.sessions.list(
+            filter_by_configs={"agent": tag}, limit=limit, time_desc=True
+        )
+        return list(page.items)
 
     def transcript(self, session_id: str) -> list[dict[str, Any]]:
         """Every message of a session as stored, untrimmed."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import itertools
 import os
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from openai_basic.acontext_api import AcontextApi, TaskReport
+from openai_basic.acontext_api import AcontextApi, SessionSummary, TaskReport
 from openai_basic.chat import EXIT_COMMANDS, enable_line_editing, interact, read_line
 from openai_basic.errors import (
     AgentError,
@@ -33,7 +34,7 @@ from openai_basic.mirror import AcontextMirror
 from openai_basic.output import Output, task_payload
 from openai_basic.preload import preload
 from openai_basic.settings import Settings, load_settings
-from openai_basic.text import decode, valid
+from openai_basic.text import decode, plural, valid
 
 if TYPE_CHECKING:
     from openai_basic.conversation import ChatOutcome, Conversation
@@ -43,13 +44,16 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DESCRIPTION = "A console OpenAI agent whose conversation is mirrored into Acontext."
 COMMAND_HELP = {
-    "sessions": "list this agent's recent sessions",
+    "sessions": "list this agent's recent sessions (on a terminal, pick one to go on with)",
     "history": "show a session as a transcript",
     "tasks": "show a session's tasks",
     "sync": "send messages still waiting in the local journal",
     "skills": "list the learning space's skills ('show NAME' prints one, 'pull DIR' saves them)",
     "doctor": "check the settings, Acontext and the model",
 }
+# How like a command name a one-word PROMPT must be to be taken for a typo of it: "session",
+# "histroy" and "doctr" are; "docker", "seasons" and "masks" are prompts.
+TYPO_LIKENESS = 0.82
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("prompt", nargs="?", help="run one turn with this prompt")
-    parser.add_argument("--resume", metavar="SESSION_ID", help="continue an Acontext session")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", metavar="SESSION_ID", help="continue an Acontext session")
+    resume.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="continue this agent's newest session",
+    )
     parser.add_argument("--demo", action="store_true", help="run the scripted trip demo")
     parser.add_argument("--json", action="store_true", help="print one JSON object when done")
     parser.add_argument(
@@ -117,7 +129,7 @@ def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | N
     if args is None:
         return EXIT_USAGE
     out = Output(
-        json_mode=getattr(args, "json", False), stream=not getattr(args, "no_stream", True)
+        json_mode=getattr(args, "json", False), stream=not getattr(args, "no_stream", False)
     )
     _fill_closed_descriptors()
     _tolerate_any_bytes()
@@ -139,6 +151,9 @@ def _run(
 ) -> int:
     settings = load_settings(require_openai=command is None, on_note=out.status)
     out.hide(settings.openai_api_key, settings.acontext_api_key)
+    someone_at_a_terminal = _is_terminal(sys.stdin) and _is_terminal(sys.stdout)
+    if command == "sessions" and someone_at_a_terminal and not args.json:
+        return _pick_session(args, settings, out, tools)
     if command:
         return COMMANDS[command](args, settings, out)
     return _chat(args, _with_flags(settings, args, out), out, tools)
@@ -158,10 +173,28 @@ def _parse(command: str | None, argv: list[str]) -> argparse.Namespace | None:
     if command:
         return build_command_parser(command).parse_args(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.demo and (args.prompt or args.resume):
-        print("error: --demo takes no PROMPT and no --resume", file=sys.stderr)
+    if args.demo and (args.prompt or args.resume or args.continue_last):
+        print("error: --demo takes no PROMPT, --resume or --continue", file=sys.stderr)
+        return None
+    meant = _command_meant(args.prompt)
+    if meant is not None:
+        print(
+            f"error: {args.prompt!r} is not a command: did you mean `agent {meant}`? "
+            "(to ask the model, write more than one word)",
+            file=sys.stderr,
+        )
         return None
     return args
+
+
+def _command_meant(prompt: str | None) -> str | None:
+    """The command a one-word PROMPT is a typo of (``agent session``), if it looks like one."""
+    if prompt is None or len(prompt.split()) != 1:
+        return None
+    word = prompt.strip().lower()
+    close = difflib.get_close_matches(word, COMMAND_HELP, 1, TYPO_LIKENESS)
+    # a slip of the fingers keeps the first letter: "histroy" is a typo, "story" a word
+    return close[0] if close and close[0][0] == word[0] else None
 
 
 def _fill_closed_descriptors() -> None:
@@ -244,8 +277,9 @@ def _chat(
 
         outcome = run_demo(settings=settings, out=out, registry=_registry(settings, tools))
         return _report(outcome, out, args.json)
+    resume = _newest_session(settings, out) if args.continue_last else args.resume
     if args.prompt is None and _is_terminal(sys.stdin):
-        return _interactive(args, settings, out, tools)
+        return _interactive(settings, out, tools, resume=resume, user=args.user, as_json=args.json)
     prompts = _prompts(args.prompt, out)
     first = next(prompts, None)  # a usage error (an empty prompt) before any session exists
     if first is None:
@@ -258,12 +292,31 @@ def _chat(
         settings=settings,
         prompts=itertools.chain([first], prompts),
         out=out,
-        resume=args.resume,
+        resume=resume,
         registry=_registry(settings, tools),
         user=args.user,
     )
     out.tasks(outcome.report)
     return _report(outcome, out, args.json)
+
+
+def _newest_session(settings: Settings, out: Output) -> str:
+    """The session ``--continue`` goes on with: the newest that only this journal has (none
+    made here since reached Acontext), else the newest in Acontext, wherever it was made."""
+    journal = Journal(settings.state_dir)
+    try:
+        local = journal.newest_unsent_session(settings.session_tag)
+    finally:
+        journal.close()
+    if local is not None:
+        return local
+    with out.spinner("looking for the newest session"), AcontextApi(settings) as api:
+        newest = api.newest_session()
+    if newest is None:
+        raise ConfigError(
+            f"no session of {settings.session_tag} to continue yet: start one with: agent"
+        )
+    return newest
 
 
 def _registry(settings: Settings, tools: Iterable[ToolFunction] | None) -> ToolRegistry | None:
@@ -274,7 +327,13 @@ def _registry(settings: Settings, tools: Iterable[ToolFunction] | None) -> ToolR
 
 
 def _interactive(
-    args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
+    settings: Settings,
+    out: Output,
+    tools: Iterable[ToolFunction] | None,
+    *,
+    resume: str | None,
+    user: str | None,
+    as_json: bool,
 ) -> int:
     save_history = enable_line_editing(settings.state_dir / "history")
     try:
@@ -291,12 +350,12 @@ def _interactive(
         settings=settings,
         out=out,
         registry=_registry(settings, tools),
-        resume=args.resume,
-        user=args.user,
+        resume=resume,
+        user=user,
     ) as conversation:
         outcome = _chat_until_left(conversation, first, save_history)
     out.tasks(outcome.report)
-    return _report(outcome, out, args.json)
+    return _report(outcome, out, as_json)
 
 
 def _chat_until_left(
@@ -342,12 +401,12 @@ def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
         if learning.problem:
             out.error(learning.problem)
     if outcome.held:
-        out.status(f"{len(outcome.held)} messages were rejected by Acontext (see above)")
+        out.status(f"Acontext rejected {plural(len(outcome.held), 'message')} (see above)")
     if report.unsent:
         out.unsent(report.unsent, outcome.journal)
     elif report.unprocessed:
         out.status(
-            f"Acontext has not processed {report.unprocessed} messages yet; "
+            f"Acontext has not processed {plural(report.unprocessed, 'message')} yet; "
             f"see the tasks later with: agent tasks {outcome.session_id}"
         )
     if as_json:
@@ -389,7 +448,8 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
                 f"{entry.session_id}: it will not be sent"
             )
         mirror.journal.retry_held()  # its cause may be fixed; if not, it is told again
-        left = mirror.sync(timeout=settings.sync_wait_seconds, on_progress=out.syncing)
+        with out.spinner("sending to Acontext"):
+            left = mirror.sync(timeout=settings.sync_wait_seconds, on_progress=out.syncing)
         held = mirror.journal.held()
         sent = mirror.delivered
     if args.json:
@@ -402,7 +462,7 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
             }
         )
     else:
-        out.status(f"sent {sent} messages; {left} still waiting; {len(held)} held")
+        out.status(f"sent {plural(sent, 'message')}; {left} still waiting; {len(held)} held")
     return EXIT_FAILED if left or held or mirror.learn_problems else EXIT_OK
 
 
@@ -417,19 +477,58 @@ def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 
 def _sessions(args: argparse.Namespace, settings: Settings, out: Output) -> int:
-    with AcontextApi(settings) as api:
-        sessions = api.sessions(limit=max(1, min(args.limit, 200)))
+    sessions = _listed_sessions(args, settings)
     if args.json:
         out.json({"sessions": [dataclasses.asdict(s) for s in sessions]})
     elif not sessions:
         out.lines(["No sessions yet. Start one with: agent"])
     else:
-        out.lines(
-            f"{s.id}  {s.created_at[:16].replace('T', ' ')}  {s.messages:>4} messages  "
-            f"{_clip(s.first_message, 60)}"
-            for s in sessions
-        )
+        out.lines(_session_line(s) for s in sessions)
     return EXIT_OK
+
+
+def _pick_session(
+    args: argparse.Namespace, settings: Settings, out: Output, tools: Iterable[ToolFunction] | None
+) -> int:
+    """``agent sessions`` on a terminal: the sessions, numbered, and a chat that goes on with
+    the one picked."""
+    sessions = _listed_sessions(args, settings)
+    if not sessions:
+        out.lines(["No sessions yet. Start one with: agent"])
+        return EXIT_OK
+    out.lines(f"{number:>3}  {_session_line(s)}" for number, s in enumerate(sessions, 1))
+    picked = _picked(sessions, out)
+    if picked is None:
+        return EXIT_OK
+    settings = load_settings()  # a chat needs the OpenAI key that listing did not
+    return _interactive(settings, out, tools, resume=picked.id, user=None, as_json=False)
+
+
+def _picked(sessions: list[SessionSummary], out: Output) -> SessionSummary | None:
+    """The session whose number is typed; None when nothing is (Enter, Ctrl-D, Ctrl-C)."""
+    while True:
+        try:
+            answer = read_line(f"continue which (1-{len(sessions)}, Enter for none)? ").strip()
+        except Terminated:
+            raise
+        except (EOFError, KeyboardInterrupt):
+            return None
+        if not answer:
+            return None
+        if answer.isdigit() and 1 <= int(answer) <= len(sessions):
+            return sessions[int(answer) - 1]
+        out.status(f"type a number from 1 to {len(sessions)}, or just Enter to leave")
+
+
+def _listed_sessions(args: argparse.Namespace, settings: Settings) -> list[SessionSummary]:
+    with AcontextApi(settings) as api:
+        return api.sessions(limit=max(1, min(args.limit, 200)))
+
+
+def _session_line(session: SessionSummary) -> str:
+    created = session.created_at[:16].replace("T", " ")
+    size = plural(session.messages, "message")
+    return f"{session.id}  {created}  {size:>13}  {_clip(session.first_message, 60)}"
 
 
 def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:

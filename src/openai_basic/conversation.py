@@ -16,13 +16,14 @@ from openai import OpenAI
 
 from openai_basic.acontext_api import TaskReport
 from openai_basic.agent import AgentSpec, TurnResult, Usage, run_agent
-from openai_basic.errors import AgentError, Interrupted, ServiceError, signal_number
+from openai_basic.errors import AgentError, ConfigError, Interrupted, ServiceError, signal_number
 from openai_basic.journal import Held
 from openai_basic.learning import LearningOutcome, SessionLearning
 from openai_basic.mirror import AcontextMirror, OpenedSession
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
 from openai_basic.settings import Settings
+from openai_basic.text import plural
 from openai_basic.tools import ToolFunction, ToolRegistry
 
 INTERRUPT_SYNC_SECONDS = 3.0
@@ -84,6 +85,7 @@ class Conversation:
         )
         self.replies: list[str] = []
         self.usage = Usage()
+        self.discarded = False  # the new session was forgotten: the model refused the settings
         opened = self._open(resume, user)
         self.session_id = opened.session_id
         self.history = opened.history
@@ -98,7 +100,8 @@ class Conversation:
         try:
             if resume:
                 opened = self.mirror.resume(resume, default_system_prompt=settings.system_prompt)
-                out.status(f"resumed session {opened.session_id} ({len(opened.history)} messages)")
+                size = plural(len(opened.history), "message")
+                out.status(f"resumed session {opened.session_id} ({size})")
             else:
                 opened = self.mirror.create(
                     model=settings.openai_model, system_prompt=settings.system_prompt, user=user
@@ -119,16 +122,22 @@ class Conversation:
         """One user turn. Ctrl-C stops it with every tool call answered, and is re-raised."""
         self._recall()
         out = self.out
-        with out.spinner(f"waiting for {self.settings.openai_model}"):
-            result = run_agent(
-                self.spec,
-                client=self.client,
-                history=self.history,
-                user_message=prompt,
-                sink=self.mirror,
-                on_tool_result=out.tool,
-                on_text=out.text_piece if out.stream else None,
-            )
+        try:
+            with out.spinner(f"waiting for {self.settings.openai_model}"):
+                result = run_agent(
+                    self.spec,
+                    client=self.client,
+                    history=self.history,
+                    user_message=prompt,
+                    sink=self.mirror,
+                    on_tool_result=out.tool,
+                    on_text=out.text_piece if out.stream else None,
+                )
+        except ConfigError:
+            # the key or the model was refused: a new session with nothing answered yet is
+            # not kept, so Acontext gets no session of lone prompts
+            self.discarded = self.mirror.discard_unanswered()
+            raise
         self.spec = self.spec.for_next_turn(result)
         if result.hit_limit:
             out.status(
@@ -157,9 +166,10 @@ class Conversation:
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
         try:
-            left = self.mirror.sync(
-                timeout=seconds, on_progress=self.out.syncing, session_id=self.session_id
-            )
+            with self.out.spinner("sending to Acontext"):
+                left = self.mirror.sync(
+                    timeout=seconds, on_progress=self.out.syncing, session_id=self.session_id
+                )
         except AgentError:
             left = self.mirror.unsent()
         if left:
@@ -179,7 +189,7 @@ class Conversation:
 
     def finish(self) -> ChatOutcome:
         report = self.tasks()
-        if self.usage.model_calls:
+        if len(self.replies) > 1:  # after one turn, the session's usage is that turn's
             self.out.usage(self.usage, label="session")
         return ChatOutcome(
             self.session_id,
@@ -213,6 +223,8 @@ def chat(
             conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
             raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
         except AgentError:
+            if conversation.discarded:
+                raise
             conversation.save(settings.sync_wait_seconds)
             session_id = conversation.session_id
             out.status(f"session {session_id} is kept: agent --resume {session_id}")

@@ -12,7 +12,8 @@ from openai_basic.errors import AgentError
 from openai_basic.journal import JOURNAL_FILE, Journal
 from openai_basic.model_errors import Part, refusal
 from openai_basic.output import mask, mask_urls
-from openai_basic.settings import Settings
+from openai_basic.settings import PLACEHOLDER_KEY_FIX, PLACEHOLDER_OPENAI_API_KEY, Settings
+from openai_basic.text import plural
 
 PROBE_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
@@ -51,6 +52,8 @@ class Check:
 def settings_lines(settings: Settings) -> list[str]:
     """The settings in effect, with keys masked, also where a URL carries one."""
     openai_key = mask(settings.openai_api_key) if settings.openai_api_key else "(not set)"
+    if settings.openai_api_key == PLACEHOLDER_OPENAI_API_KEY:
+        openai_key = f"{PLACEHOLDER_OPENAI_API_KEY} (the placeholder from .env.example)"
     return [
         f"OPENAI_API_KEY     {openai_key}",
         f"OPENAI_BASE_URL    {mask_urls(settings.openai_base_url or '(OpenAI)')}",
@@ -79,8 +82,10 @@ def check_journal(settings: Settings) -> Check:
     except AgentError as exc:
         return Check(name, False, str(exc))
     if held:
-        return Check(name, False, f"{len(held)} messages rejected by Acontext: agent sync")
-    return Check(name, True, f"{waiting} messages wait: agent sync" if waiting else "")
+        return Check(
+            name, False, f"{plural(len(held), 'message')} rejected by Acontext: agent sync"
+        )
+    return Check(name, True, f"{plural(waiting, 'message')} waiting: agent sync" if waiting else "")
 
 
 def check_acontext(settings: Settings) -> Check:
@@ -97,6 +102,8 @@ def check_openai(settings: Settings) -> list[Check]:
     names = ["OpenAI key accepted", f"model {settings.openai_model!r} accepted", "tool calling"]
     if not settings.openai_api_key:
         return _failed(names, 0, "OPENAI_API_KEY is not set: put it in .env or the environment")
+    if settings.openai_api_key == PLACEHOLDER_OPENAI_API_KEY:
+        return _failed(names, 0, PLACEHOLDER_KEY_FIX)
     client = openai.OpenAI(
         api_key=settings.openai_api_key, base_url=settings.openai_base_url, max_retries=1
     )

@@ -160,6 +160,22 @@ class Journal:
             json.dumps(valid_data(meta)),
         )
 
+    def discard(self, session_id: str) -> None:
+        """Forget a session that never reached Acontext, and its messages, at once."""
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "DELETE FROM messages WHERE session_id = "
+                    "(SELECT id FROM sessions WHERE id = ? AND NOT created)",
+                    (session_id,),
+                )
+                self._db.execute("DELETE FROM sessions WHERE id = ? AND NOT created", (session_id,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def mark_attempted(self, seq: int) -> None:
         self._run("UPDATE messages SET attempted = 1 WHERE seq = ?", seq)
 
@@ -203,6 +219,16 @@ class Journal:
                 "SELECT id, configs, user FROM sessions WHERE id = ? AND NOT created", (session_id,)
             ).fetchone()
         return PendingSession(row[0], valid_data(json.loads(row[1])), row[2]) if row else None
+
+    def newest_unsent_session(self, tag: str) -> str | None:
+        """The newest session tagged ``tag`` (in its configs) that has messages but has not
+        reached Acontext yet."""
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                "SELECT id, configs FROM sessions s WHERE NOT created AND EXISTS "
+                "(SELECT 1 FROM messages m WHERE m.session_id = s.id) ORDER BY rowid DESC"
+            ).fetchall()
+            return next((row[0] for row in rows if json.loads(row[1]).get("agent") == tag), None)
 
     def sendable(self, session_id: str) -> list[Entry]:
         """A session's unsent messages in order; none while a rejected message holds it."""

@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from openai_basic.acontext_api import AcontextApi, load_sdk, retryable
 from openai_basic.errors import AgentError, ConfigError, JournalError, ServiceError
 from openai_basic.journal import JOURNAL_FILE, LEARN_FAILED, LEARN_WAITING, Journal, Learn
-from openai_basic.output import Output, plural
+from openai_basic.output import Output
 from openai_basic.preload import preload
 from openai_basic.settings import Settings
+from openai_basic.text import plural
 
 if TYPE_CHECKING:  # tools.py imports pydantic: only a conversation needs it, not `agent --help`
     from acontext import AcontextClient
@@ -271,6 +272,7 @@ class SessionLearning:
         if loading is None:
             return None
         load_sdk()  # importing it is not Acontext's delay
+        preload("skills")
         with self._out.spinner("recalling what was learned"):
             loaded = self._loaded.wait(RECALL_WAIT_SECONDS)
         if not loaded:

@@ -9,11 +9,18 @@ Each message reaches its session once and in order: the writer sends a session o
 the session's claim (``Journal.claim``), marks a message attempted before sending it, and checks
 the session's stored client ids before sending an attempted one again. A message Acontext rejects
 holds its session: nothing after it is sent until ``agent sync --skip`` says so.
+
+A new session waits for its first answer. The mirror holds the session's claim from ``create``
+until the first assistant message is journaled, or the conversation syncs or ends, so no writer
+(of this process or another) sends it before; when the model refuses the settings first (a
+rejected key, an unknown model), ``discard_unanswered`` forgets it and Acontext never sees it. A
+crashed process lets go of the claim, and its journaled messages are sent as any others.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import threading
@@ -36,6 +43,7 @@ from openai_basic.journal import LEARN_WAITING, Entry, Held, Journal, kind
 from openai_basic.learning import send_learn
 from openai_basic.preload import preload
 from openai_basic.settings import Settings
+from openai_basic.text import plural
 
 META_LIMIT = 60_000  # the server caps a message's meta at 64 KB
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
@@ -87,6 +95,7 @@ class AcontextMirror:
         self.learn_problems: list[str] = []  # sessions Acontext refused to attach to a space
         self._unjournaled: collections.deque[Entry] = collections.deque()
         self._unjournaled_held = False
+        self._opening: contextlib.ExitStack | None = None  # holds a new session's claim
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -105,7 +114,10 @@ class AcontextMirror:
             "model": model,
             "system_prompt": system_prompt,
         }
-        self.journal.add_session(session_id, configs, user)
+        with contextlib.ExitStack() as opening:
+            opening.enter_context(self.journal.claim(session_id))  # a new id: it is ours
+            self.journal.add_session(session_id, configs, user)
+            self._opening = opening.pop_all()
         self.session_id = session_id
         self.start()
         return OpenedSession(session_id, [], system_prompt)
@@ -143,8 +155,13 @@ class AcontextMirror:
 
         When the journal cannot be written (a full disk), the message and every later one are
         kept in memory instead, in order, and the writer sends them after the journaled ones;
-        ``journal_failure`` says why.
+        ``journal_failure`` says why. A new session's first answer lets the writer send it.
         """
+        self._keep(message, meta)
+        if message.get("role") == "assistant":
+            self._let_go()
+
+    def _keep(self, message: dict[str, Any], meta: dict[str, Any] | None) -> None:
         client_id = uuid.uuid4().hex
         meta = _bounded({**(meta or {}), "client_id": client_id})
         if self.journal_failure is None:
@@ -157,6 +174,27 @@ class AcontextMirror:
                 return
         self._unjournaled.append(Entry(0, self.session_id, client_id, message, meta, False))
         self._wake.set()
+
+    def discard_unanswered(self) -> bool:
+        """Forget the new session if nothing in it was answered yet (the model refused the
+        settings): its messages never left the journal. Returns whether it was forgotten."""
+        if self._opening is None:
+            return False
+        try:
+            self.journal.discard(self.session_id)
+        except JournalError:  # then it is kept, and sent as any other
+            self._let_go()
+            return False
+        self._unjournaled.clear()
+        self._let_go()
+        return True
+
+    def _let_go(self) -> None:
+        """Let the writers send the new session: it has an answer, or the conversation ends."""
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.close()
+            self._wake.set()
 
     def unsent(self, session_id: str | None = None) -> int:
         """Messages not in Acontext yet: waiting, rejected, or held behind a rejected one."""
@@ -176,8 +214,10 @@ class AcontextMirror:
 
         The wait starts once the writer can send (importing the SDK is not Acontext's delay) and
         ends when nothing waits, when no message got through for ``timeout`` seconds, or when
-        Acontext kept failing for ``STALL_SECONDS`` without a message getting through.
+        Acontext kept failing for ``STALL_SECONDS`` without a message getting through. A new
+        session without an answer is sent too: a conversation syncs when it ends or is asked to.
         """
+        self._let_go()
         self.start()
         self._wake.set()
         self._ready.wait()
@@ -224,6 +264,7 @@ class AcontextMirror:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._let_go()
         if self._writer is not None:
             self._writer.join(timeout=CLOSE_SECONDS)
             if self._writer.is_alive():
@@ -280,6 +321,8 @@ class AcontextMirror:
         if self._unjournaled and self.session_id not in sessions:
             sessions.insert(0, self.session_id)
         sessions += [s for s in self.journal.sessions_to_learn() if s not in sessions]
+        if self._opening is not None:  # a new session without an answer yet (see create)
+            sessions = [session_id for session_id in sessions if session_id != self.session_id]
         for session_id in sessions:
             try:
                 with self.journal.claim(session_id) as mine:
@@ -419,7 +462,7 @@ def _reason(exc: Exception, journal: Journal) -> str:
         return str(exc)
     reason = str(exc) if isinstance(exc, _Retry) else f"{type(exc).__name__}: {exc}"
     try:
-        return f"{reason}; {journal.count_waiting()} messages wait in {journal.path}"
+        return f"{reason}; {plural(journal.count_waiting(), 'message')} waiting in {journal.path}"
     except JournalError:
         return reason
 

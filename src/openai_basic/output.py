@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
+from openai_basic.text import plural
+
 if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
     from rich.console import Console, ConsoleOptions
     from rich.markdown import Markdown
@@ -267,11 +269,6 @@ class Output:
         for secret in self._secrets:
             text = text.replace(secret, mask(secret))
         return mask_urls(text)
-
-
-def plural(count: int, noun: str) -> str:
-    """The count with its noun: ``1 message``, ``2 messages``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _wait(count: int) -> str:

@@ -21,6 +21,11 @@ from openai_basic.text import decode, valid
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_ACONTEXT_API_KEY = "sk-ac-your-root-api-bearer-token"
 DEFAULT_ACONTEXT_BASE_URL = "http://localhost:8029/api/v1"
+PLACEHOLDER_OPENAI_API_KEY = "sk-..."  # what .env.example holds until the user puts a key there
+PLACEHOLDER_KEY_FIX = (
+    f"OPENAI_API_KEY is the placeholder {PLACEHOLDER_OPENAI_API_KEY} from .env.example: "
+    "put your key in .env"
+)
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Use the tools when they help, and answer concisely."
 )
@@ -112,8 +117,13 @@ def _dotenv(path: Path, on_note: Callable[[str], None]) -> dict[str, str]:
 
 
 def _openai_key(key: str, base_url: str | None, required: bool) -> str:
-    if not key and base_url is not None:
+    """The key to send. The placeholder is no key: a local server is sent none, and OpenAI is
+    not asked with it (``agent doctor``, which needs no key to start, flags it)."""
+    placeholder = key == PLACEHOLDER_OPENAI_API_KEY
+    if (not key or placeholder) and base_url is not None:
         return "not-needed"  # OpenAI-compatible local servers often need no key
+    if placeholder and required:
+        raise ConfigError(PLACEHOLDER_KEY_FIX)
     if not key and required:
         raise ConfigError(
             "OPENAI_API_KEY is not set: put it in .env (see .env.example) or the environment"

@@ -3,6 +3,8 @@
 Python hands undecodable bytes from argv, the environment and surrogate-escaped streams over as
 lone surrogates, and a JSON reply may carry one too. Such a string cannot be encoded, so it would
 crash the first HTTP request or journal write that meets it. Each becomes U+FFFD instead.
+
+Also ``plural``, so that a count of one is not told as "1 messages".
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def valid_data(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [valid_data(item) for item in value]
     return value
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` with ``noun``, made plural unless it is one: "1 message", "2 messages"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def decode(data: bytes) -> tuple[str, bool]:
