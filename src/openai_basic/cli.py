@@ -243,14 +243,13 @@ def _terminate_like_ctrl_c() -> Callable[[], None]:
 
 
 def _with_flags(settings: Settings, args: argparse.Namespace, out: Output) -> Settings:
+    if args.learn:
+        settings = dataclasses.replace(settings, learn=True)
     system_prompt = args.system or settings.system_prompt
     if args.system_file:
         system_prompt = _read_system_file(args.system_file, out)
     return dataclasses.replace(
-        settings,
-        openai_model=args.model or settings.openai_model,
-        system_prompt=system_prompt,
-        learn=args.learn or settings.learn,
+        settings, openai_model=args.model or settings.openai_model, system_prompt=system_prompt
     )
 
 

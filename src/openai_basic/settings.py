@@ -68,10 +68,10 @@ class Settings:
     tool_result_max_chars: int = 20_000
     context_tokens: int = 64_000
     strict_tools: bool = True
+    session_tag: str = field(default_factory=project_name)
     learn: bool = False  # attach sessions to a learning space and recall its skills
     learning_space: str = ""  # a space id; empty: the one remembered in the state folder
     learn_wait_seconds: float = 60.0
-    session_tag: str = field(default_factory=project_name)
 
 
 def load_settings(
@@ -149,6 +149,13 @@ def _url(raw: str, name: str) -> str:
     return raw.rstrip("/")
 
 
+def _space_id(raw: str, name: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be a learning space id (a UUID), not {raw!r}") from None
+
+
 def _whole(raw: str, name: str, least: int = 1) -> int:
     try:
         value = int(raw)
@@ -175,13 +182,6 @@ def _flag(raw: str, name: str) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false (or yes/no, on/off, 1/0), not {raw!r}")
-
-
-def _space_id(raw: str, name: str) -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ConfigError(f"{name} must be a learning space id (a UUID), not {raw!r}") from None
 
 
 # The settings read one way: the Settings field each sets and how its text becomes a value.

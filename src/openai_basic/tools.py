@@ -222,37 +222,6 @@ def _capped(content: str, limit: int) -> str:
     return content[:limit] + f"\n[truncated: {len(content) - limit} more characters]"
 
 
-class _AnyArguments(BaseModel):
-    """The arguments of a tool defined by its schema: any JSON object, passed on whole."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-def schema_tool(
-    definition: dict[str, Any],
-    function: Callable[[dict[str, Any]], Any],
-    *,
-    timeout: float = Settings.tool_timeout_seconds,
-) -> Tool:
-    """A tool defined by its OpenAI function schema, sent as it is (not made strict), whose
-    ``function`` is called with the parsed arguments: for tools that come with their schema,
-    such as an SDK's. Add it with ``ToolRegistry.extended``."""
-    described = definition["function"]
-
-    def call(**arguments: Any) -> Any:
-        return function(arguments)
-
-    return Tool(
-        name=described["name"],
-        description=described.get("description", ""),
-        function=call,
-        arguments_model=_AnyArguments,
-        defaults=frozenset(),
-        timeout=timeout,
-        definition=definition,
-    )
-
-
 def _make_tool(function: ToolFunction, timeout: float) -> Tool:
     name = getattr(function, "__name__", "")
     summary, arg_docs = _parse_docstring(inspect.getdoc(function) or "")
@@ -353,3 +322,34 @@ def _to_text(value: Any) -> str:
     if isinstance(value, BaseModel):
         return value.model_dump_json()
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class _AnyArguments(BaseModel):
+    """The arguments of a tool defined by its schema: any JSON object, passed on whole."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def schema_tool(
+    definition: dict[str, Any],
+    function: Callable[[dict[str, Any]], Any],
+    *,
+    timeout: float = Settings.tool_timeout_seconds,
+) -> Tool:
+    """A tool defined by its OpenAI function schema, sent as it is (not made strict), whose
+    ``function`` is called with the parsed arguments: for tools that come with their schema,
+    such as an SDK's. Add it with ``ToolRegistry.extended``."""
+    described = definition["function"]
+
+    def call(**arguments: Any) -> Any:
+        return function(arguments)
+
+    return Tool(
+        name=described["name"],
+        description=described.get("description", ""),
+        function=call,
+        arguments_model=_AnyArguments,
+        defaults=frozenset(),
+        timeout=timeout,
+        definition=definition,
+    )
