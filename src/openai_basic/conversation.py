@@ -152,17 +152,6 @@ class Conversation:
             raise self.mirror.journal_failure
         return result
 
-    def _recall(self) -> None:
-        """Give the model the skills of the learning space, once they are loaded: their tools
-        next to the user's, their names and descriptions after the system prompt."""
-        recall = self.learning.recall()
-        if recall is not None:
-            self.spec = replace(
-                self.spec,
-                registry=self.registry.extended(recall.tools),
-                system_prompt=recall.system_prompt(self._system_prompt),
-            )
-
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
         try:
@@ -186,6 +175,17 @@ class Conversation:
                 f"{exc.detail}. The conversation is stored; see its tasks later with: "
                 f"agent tasks {self.session_id}",
             ) from exc
+
+    def _recall(self) -> None:
+        """Give the model the skills of the learning space, once they are loaded: their tools
+        next to the user's, their names and descriptions after the system prompt."""
+        recall = self.learning.recall()
+        if recall is not None:
+            self.spec = replace(
+                self.spec,
+                registry=self.registry.extended(recall.tools),
+                system_prompt=recall.system_prompt(self._system_prompt),
+            )
 
     def finish(self) -> ChatOutcome:
         report = self.tasks()
