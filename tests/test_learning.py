@@ -337,6 +337,11 @@ def test_skills_lists_shows_and_pulls(
         "user-general-facts/SKILL.md",
     ]
     assert (tmp_path / "skills" / LEARNED / "SKILL.md").read_text() == shown.stdout
+    shown_json = json.loads(cli("skills", "show", LEARNED, "--json").stdout)
+    assert shown_json["skill_md"] == shown.stdout
+    one = json.loads(cli("skills", "pull", "one", "--skill", LEARNED, "--json").stdout)
+    assert one["pulled"] == {LEARNED: str(Path("one") / LEARNED)}
+    assert (tmp_path / "one" / LEARNED / "SKILL.md").read_text() == shown.stdout
     assert cli("skills", "show").code == 2
 
 

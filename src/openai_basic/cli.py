@@ -551,12 +551,21 @@ def _skills(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     space_id = learning.command_space(settings, args.user)
     with AcontextApi(settings) as api:
         if args.action == "show":
-            out.lines(learning.skill_text(api, space_id, args.target).splitlines())
+            text = learning.skill_text(api, space_id, args.target)
+            if args.json:
+                out.json({"space_id": space_id, "name": args.target, "skill_md": text})
+            else:
+                out.lines(text.splitlines())
             return EXIT_OK
         if args.action == "pull":
             pulled = learning.pull_skills(api, space_id, Path(args.target), name=args.skill)
+            if args.json:
+                folders = {skill.name: str(skill.folder) for skill in pulled}
+                out.json({"space_id": space_id, "pulled": folders})
             for skill in pulled:
-                out.status(f"pulled {skill.name}: {len(skill.files)} files into {skill.folder}")
+                out.status(
+                    f"pulled {skill.name}: {plural(len(skill.files), 'file')} into {skill.folder}"
+                )
             return EXIT_OK
         skills = learning.list_skills(api, space_id)
     if args.json:
