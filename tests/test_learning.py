@@ -415,3 +415,16 @@ def test_two_agents_in_one_folder_make_one_space(
         maker.join()
     assert [f"{r.method} {r.path}" for r in acontext.requests] == ["POST /learning_spaces"]
     assert found[0] == found[1] == journals[1].remembered_space("alice")
+
+
+def test_sync_sends_a_learn_that_waits_alone(
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, tmp_path: Path
+) -> None:
+    model.responder = echo_responder
+    session_id = json.loads(cli("--json", "hello").stdout)["session_id"]
+    journal = Journal(tmp_path / ".agent")  # as `/learn` leaves it when Acontext is down
+    journal.add_learn(session_id, None, "")
+    journal.close()
+    run = cli("sync")
+    assert run.code == 0, run.stderr
+    assert acontext.learning.record(session_id).status == "pending"

@@ -440,9 +440,10 @@ class AcontextMirror:
                 self._on_problem(problem)
 
     def _waiting(self, session_id: str | None) -> int:
-        """Messages the writer can still send (held ones cannot)."""
+        """Messages the writer can still send (held ones cannot), and learns waiting alone."""
         unjournaled = 0 if self._unjournaled_held else len(self._unjournaled)
-        return self.journal.count_waiting(session_id) + unjournaled
+        learns = [s for s in self.journal.sessions_to_learn() if session_id in (None, s)]
+        return self.journal.count_waiting(session_id) + unjournaled + len(learns)
 
     def _stalled(self, now: float, progressed: float) -> bool:
         failing_since = self._failing_since
