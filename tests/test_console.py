@@ -38,32 +38,38 @@ def test_slash_commands_in_the_interactive_chat(
     assert run.code == 0, run.stderr
     (session_id,) = acontext.session_ids()
     lines = run.stdout.splitlines()
-    assert lines[:9] == [
-        "/help     this list",
-        "/tasks    send the conversation to Acontext now and show its tasks",
-        "/session  the session id, its size and where it is kept",
-        "/tools    the tools the model can call",
-        "/skills   the skills of the learning space",
-        "/learn    attach this session to the learning space now (as --learn does)",
-        "/usage    tokens and time used so far",
-        "/exit     end the chat and show the tasks (also Ctrl-D)",
+    assert lines[:14] == [
+        "/help          this list",
+        "/tasks         send the conversation to Acontext now and show its tasks",
+        "/session       the session id, its size and where it is kept",
+        "/model [NAME]  the model, or switch to NAME for the next turns",
+        "/tools         the tools the model can call",
+        "/skills        the skills of the learning space",
+        "/learn         attach this session to the learning space (as --learn does)",
+        "/usage, /cost  tokens and time used so far",
+        "/exit, /quit   end the chat and show the tasks (also Ctrl-D)",
+        '"""            begin a message of several lines; a line of """ sends it',
+        "               (a paste of several lines is one message too)",
+        "Ctrl-R         search the lines typed before, in this chat and earlier ones",
+        "Ctrl-C         cancel the turn; at the prompt, leave",
         "echo: hello",
     ]
-    assert lines[9:11] == [
+    lines = lines[14:]
+    assert lines[:2] == [
         "forecast(city): Tell the weather in a city.",
         "reserve(origin, destination, day): Reserve a seat on a flight.",
     ]
-    assert lines[11:15] == [
+    assert lines[2:6] == [
         f"session   {session_id}",
         "messages  2",
         "model     gpt-4o-mini",
         f"acontext  {acontext.base_url}",
     ]
-    assert lines[16] == f"resume    agent --resume {session_id}"
-    assert lines[17:20] == ["model calls        1", "prompt tokens      10", "completion tokens  5"]
+    assert lines[7] == f"resume    agent --resume {session_id}"
+    assert lines[8:11] == ["model calls        1", "prompt tokens      10", "completion tokens  5"]
     tasks = ["Tasks:", "1. [success] hello", "   progress: Agent responded to: hello"]
-    assert lines[21:24] == tasks  # /tasks, during the chat
-    assert lines[24:] == tasks  # and at the end
+    assert lines[12:15] == tasks  # /tasks, during the chat
+    assert lines[15:] == tasks  # and at the end
     assert "unknown command /bogus; /help lists them" in run.stderr
 
 

@@ -358,7 +358,7 @@ def test_the_chat_attaches_with_learn_and_lists_with_skills(
     model.responder = echo_responder
     run = cli(input=b"/skills\n/learn\nhello\n/learn\n/skills\n", terminal=True)
     assert run.code == 0, run.stderr
-    assert "no learning space yet: run /learn once to make one" in run.stderr
+    assert "no learning space yet: /learn makes one with this session" in run.stderr
     assert "this session is attached to the learning space: Acontext learns" in run.stderr
     assert "this session is attached to the learning space already" in run.stderr
     session_id = only_session(acontext)

@@ -9,7 +9,7 @@ import pytest
 
 from openai_basic import AgentSpec, ToolRegistry, run_agent
 from openai_basic.doctor import check_openai
-from openai_basic.errors import AgentError, ConfigError, ServiceError
+from openai_basic.errors import AgentError, ConfigError, ModelChoiceError, ServiceError
 from openai_basic.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply, error
 
@@ -37,9 +37,9 @@ def turn(model: FakeOpenAI) -> None:
         (
             error(404, "The model `gpt-4o-mini` does not exist"),
             "model 'gpt-4o-mini' accepted",
-            ConfigError,
+            ModelChoiceError,  # another model would do: the chat offers /model
         ),
-        (error(400, "tools are not supported by this model"), "tool calling", ConfigError),
+        (error(400, "tools are not supported by this model"), "tool calling", ModelChoiceError),
         (error(400, "'temperature' is out of range"), "tool calling", ServiceError),
         (error(403, "Project lacks access"), "OpenAI key accepted", ServiceError),
     ],

@@ -27,7 +27,7 @@ from openai.types.completion_usage import CompletionUsage
 from openai_basic.errors import ServiceError
 from openai_basic.model_errors import refusal, refuses_strict
 from openai_basic.text import valid
-from openai_basic.tools import ToolCall, ToolRegistry, ToolResult
+from openai_basic.tools import Approver, ToolCall, ToolRegistry, ToolResult
 
 Message = dict[str, Any]
 CANCELLED = "Error: cancelled by the user before this tool finished."
@@ -138,10 +138,12 @@ def run_agent(
     sink: MessageSink,
     on_tool_result: Callable[[ToolResult], None] = lambda result: None,
     on_text: Callable[[str], None] | None = None,
+    approve: Approver | None = None,
 ) -> TurnResult:
     """Run one user turn; ``history`` (without the system prompt) is extended in place. With
     ``on_text`` the reply is streamed and each piece of text passed to it as it arrives; the
-    history and the sink still get each message once, complete."""
+    history and the sink still get each message once, complete. ``approve`` answers the calls of
+    tools that need approval (without it they are refused); it is asked on this thread."""
     turn = _Turn(spec, client, history, sink, on_text, strict=spec.strict_tools)
     turn.answer_unanswered(NO_RESULT)  # a history left by an interrupted run
     turn.add({"role": "user", "content": valid(user_message)})
@@ -151,7 +153,7 @@ def run_agent(
             calls = _tool_calls(assistant)
             if not calls:
                 return turn.result(assistant, calls_made, hit_limit=False)
-            for result in spec.registry.call_all(calls):
+            for result in spec.registry.call_all(calls, approve=approve):
                 turn.add(result.as_message())
                 on_tool_result(result)
         final = _complete(turn, last_call=True)

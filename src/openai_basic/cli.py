@@ -21,7 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from openai_basic.acontext_api import AcontextApi, SessionSummary, TaskReport
-from openai_basic.chat import EXIT_COMMANDS, enable_line_editing, interact, read_line
+from openai_basic.chat import Chat
 from openai_basic.errors import (
     AgentError,
     ConfigError,
@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     system.add_argument("--system", metavar="TEXT", help="the system prompt for a new session")
     system.add_argument("--system-file", metavar="PATH", type=Path, help="read it from a file")
     parser.add_argument("--no-stream", action="store_true", help="print replies when complete")
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="run the tools that need approval without asking (AGENT_APPROVE_TOOLS=always)",
+    )
     return parser
 
 
@@ -249,7 +255,10 @@ def _with_flags(settings: Settings, args: argparse.Namespace, out: Output) -> Se
     if args.system_file:
         system_prompt = _read_system_file(args.system_file, out)
     return dataclasses.replace(
-        settings, openai_model=args.model or settings.openai_model, system_prompt=system_prompt
+        settings,
+        openai_model=args.model or settings.openai_model,
+        system_prompt=system_prompt,
+        approve_tools="always" if args.yes else settings.approve_tools,
     )
 
 
@@ -334,63 +343,44 @@ def _interactive(
     user: str | None,
     as_json: bool,
 ) -> int:
-    save_history = enable_line_editing(settings.state_dir / "history")
-    try:
-        first = _first_line(settings)
-    except Terminated:
-        save_history()
-        raise
-    if first is None:  # left before saying anything: no session to make
-        save_history()
+    """The chat on a terminal. Its prompt comes up while the SDKs load; its first message opens
+    the session, so leaving before one makes none."""
+    Journal(settings.state_dir).close()  # a state folder that cannot work fails before any typing
+    preload()
+    with Chat(settings=settings, out=out, tools=tools, resume=resume, user=user) as chat:
+        outcome = _chat_until_left(chat)
+    if outcome is None:
         return EXIT_OK
-    from openai_basic.conversation import Conversation
-
-    with Conversation(
-        settings=settings,
-        out=out,
-        registry=_registry(settings, tools),
-        resume=resume,
-        user=user,
-    ) as conversation:
-        outcome = _chat_until_left(conversation, first, save_history)
     out.tasks(outcome.report)
     return _report(outcome, out, as_json)
 
 
-def _chat_until_left(
-    conversation: Conversation, first: str, save_history: Callable[[], None]
-) -> ChatOutcome:
-    """The chat, then its tasks; a signal ends it as Ctrl-C ends a turn, with the session kept."""
+def _chat_until_left(chat: Chat) -> ChatOutcome | None:
+    """The chat, then its tasks (None if it opened no session). A signal ends it as Ctrl-C ends a
+    turn, and an error the chat does not outlive ends it; either way the session is kept."""
+    try:
+        chat.run()
+    except Terminated as interrupt:
+        if chat.conversation is None:
+            raise
+        _save_interrupted(chat.conversation)
+        raise Interrupted(chat.conversation.session_id, interrupt.signum) from None
+    except AgentError as error:
+        if chat.conversation is not None:
+            chat.conversation.keep(error)
+        raise
+    if chat.conversation is None:
+        return None
+    try:
+        return chat.conversation.finish()
+    except KeyboardInterrupt as interrupt:
+        raise Interrupted(chat.conversation.session_id, signal_number(interrupt)) from None
+
+
+def _save_interrupted(conversation: Conversation) -> None:
     from openai_basic.conversation import INTERRUPT_SYNC_SECONDS
 
-    try:
-        interact(conversation, first)
-    except Terminated as interrupt:
-        conversation.save(min(INTERRUPT_SYNC_SECONDS, conversation.settings.sync_wait_seconds))
-        raise Interrupted(conversation.session_id, interrupt.signum) from None
-    finally:
-        save_history()
-    try:
-        return conversation.finish()
-    except KeyboardInterrupt as interrupt:
-        raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
-
-
-def _first_line(settings: Settings) -> str | None:
-    """The first line typed, read while the SDKs load; None when the user left at once."""
-    Journal(settings.state_dir).close()  # a state folder that cannot work fails before any typing
-    preload()
-    print("Chat with the agent. /help lists the commands; Ctrl-D or /exit ends.", file=sys.stderr)
-    try:
-        first = read_line()
-    except Terminated:
-        raise
-    except (EOFError, KeyboardInterrupt):
-        return None
-    if first.strip() in EXIT_COMMANDS:
-        return None
-    preload("openai")
-    return first
+    conversation.save(min(INTERRUPT_SYNC_SECONDS, conversation.settings.sync_wait_seconds))
 
 
 def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
@@ -507,7 +497,7 @@ def _picked(sessions: list[SessionSummary], out: Output) -> SessionSummary | Non
     """The session whose number is typed; None when nothing is (Enter, Ctrl-D, Ctrl-C)."""
     while True:
         try:
-            answer = read_line(f"continue which (1-{len(sessions)}, Enter for none)? ").strip()
+            answer = valid(input(f"continue which (1-{len(sessions)}, Enter for none)? ")).strip()
         except Terminated:
             raise
         except (EOFError, KeyboardInterrupt):

@@ -16,6 +16,7 @@ from openai import OpenAI
 
 from openai_basic.acontext_api import TaskReport
 from openai_basic.agent import AgentSpec, TurnResult, Usage, run_agent
+from openai_basic.approval import approver
 from openai_basic.errors import AgentError, ConfigError, Interrupted, ServiceError, signal_number
 from openai_basic.journal import Held
 from openai_basic.learning import LearningOutcome, SessionLearning
@@ -83,9 +84,9 @@ class Conversation:
         self.mirror = AcontextMirror(
             settings, on_problem=lambda text: out.status(f"acontext: {text}"), on_held=out.held
         )
+        self.approve = approver(settings.approve_tools, out)  # its "always" lasts the session
         self.replies: list[str] = []
         self.usage = Usage()
-        self.discarded = False  # the new session was forgotten: the model refused the settings
         opened = self._open(resume, user)
         self.session_id = opened.session_id
         self.history = opened.history
@@ -122,22 +123,17 @@ class Conversation:
         """One user turn. Ctrl-C stops it with every tool call answered, and is re-raised."""
         self._recall()
         out = self.out
-        try:
-            with out.spinner(f"waiting for {self.settings.openai_model}"):
-                result = run_agent(
-                    self.spec,
-                    client=self.client,
-                    history=self.history,
-                    user_message=prompt,
-                    sink=self.mirror,
-                    on_tool_result=out.tool,
-                    on_text=out.text_piece if out.stream else None,
-                )
-        except ConfigError:
-            # the key or the model was refused: a new session with nothing answered yet is
-            # not kept, so Acontext gets no session of lone prompts
-            self.discarded = self.mirror.discard_unanswered()
-            raise
+        with out.spinner(f"waiting for {self.spec.model}"):
+            result = run_agent(
+                self.spec,
+                client=self.client,
+                history=self.history,
+                user_message=prompt,
+                sink=self.mirror,
+                on_tool_result=out.tool,
+                on_text=out.text_piece if out.stream else None,
+                approve=self.approve,
+            )
         self.spec = self.spec.for_next_turn(result)
         if result.hit_limit:
             out.status(
@@ -152,6 +148,10 @@ class Conversation:
             raise self.mirror.journal_failure
         return result
 
+    def use_model(self, model: str) -> None:
+        """Ask ``model`` from the next turn on; the meta of each answer names its model."""
+        self.spec = replace(self.spec, model=model)
+
     def save(self, seconds: float) -> None:
         """Give the writer a moment to send what is waiting; say where the rest is."""
         try:
@@ -163,6 +163,17 @@ class Conversation:
             left = self.mirror.unsent()
         if left:
             self.out.unsent(left, self.mirror.journal.path)
+
+    def keep(self, error: AgentError) -> None:
+        """After an error that ends the conversation: send what can be sent, say how to go on.
+
+        A new session that the model never answered because it refused the settings (the key,
+        the model) is forgotten instead, so that Acontext gets no session of lone prompts.
+        """
+        if isinstance(error, ConfigError) and self.mirror.discard_unanswered():
+            return
+        self.save(self.settings.sync_wait_seconds)
+        self.out.status(f"session {self.session_id} is kept: agent --resume {self.session_id}")
 
     def tasks(self) -> TaskReport:
         """Send what waits, flush until extraction has seen it all, and read the tasks."""
@@ -222,11 +233,7 @@ def chat(
         except KeyboardInterrupt as interrupt:
             conversation.save(min(INTERRUPT_SYNC_SECONDS, settings.sync_wait_seconds))
             raise Interrupted(conversation.session_id, signal_number(interrupt)) from None
-        except AgentError:
-            if conversation.discarded:
-                raise
-            conversation.save(settings.sync_wait_seconds)
-            session_id = conversation.session_id
-            out.status(f"session {session_id} is kept: agent --resume {session_id}")
+        except AgentError as error:
+            conversation.keep(error)
             raise
         return conversation.finish()

@@ -34,6 +34,10 @@ class SessionNotFoundError(ConfigError):
         super().__init__(f"no Acontext session {session_id}")
 
 
+class ModelChoiceError(ConfigError):
+    """The model cannot serve this agent (unknown, or without tool calling); another model can."""
+
+
 class StateError(ConfigError):
     """The state folder or its journal cannot be used; the message says how to fix it."""
 

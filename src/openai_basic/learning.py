@@ -437,17 +437,32 @@ def _instant(text: str) -> datetime:
 
 def command_space(settings: Settings, user: str | None) -> str:
     """The space ``agent skills`` reads: the setting, or the one remembered; never made."""
+    known = known_space(settings, user)
+    if known is None:
+        raise ConfigError(NO_SPACE)
+    return known
+
+
+def known_space(settings: Settings, user: str | None) -> str | None:
+    """The setting, or the space remembered for the user; None when there is none yet."""
     if settings.learning_space:
         return settings.learning_space
-    if (settings.state_dir / JOURNAL_FILE).exists():  # a read needs no state folder made
-        journal = Journal(settings.state_dir)
-        try:
-            known = journal.remembered_space(user or "")
-        finally:
-            journal.close()
-        if known:
-            return known
-    raise ConfigError(NO_SPACE)
+    if not (settings.state_dir / JOURNAL_FILE).exists():  # a read needs no state folder made
+        return None
+    journal = Journal(settings.state_dir)
+    try:
+        return journal.remembered_space(user or "")
+    finally:
+        journal.close()
+
+
+def known_skills(settings: Settings, user: str | None) -> tuple[str, list[SkillInfo]] | None:
+    """The known space and its skills (``/skills`` before the session); None without one."""
+    space_id = known_space(settings, user)
+    if space_id is None:
+        return None
+    with AcontextApi(settings) as api:
+        return space_id, list_skills(api, space_id)
 
 
 def list_skills(api: AcontextApi, space_id: str) -> list[SkillInfo]:

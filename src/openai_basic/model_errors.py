@@ -12,7 +12,7 @@ from typing import Literal
 
 import openai
 
-from openai_basic.errors import AgentError, ConfigError, ServiceError
+from openai_basic.errors import AgentError, ConfigError, ModelChoiceError, ServiceError
 
 # How model servers (OpenAI and compatible ones) word a 400 about a history they will not take,
 # such as a tool message without its call or a call left unanswered ...
@@ -36,7 +36,7 @@ class Refusal:
         if self.part == "key":
             return ConfigError(f"OpenAI key {self.detail}")
         if self.part in ("model", "tools"):
-            return ConfigError(f"model {self.model!r} {self.detail}")
+            return ModelChoiceError(f"model {self.model!r} {self.detail}")
         return ServiceError("OpenAI", self.detail)
 
 

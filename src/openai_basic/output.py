@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -80,10 +80,16 @@ class Output:
         self._spinner: Status | None = None
         self._streamed: _StreamedReply | None = None
         self._syncing = False  # this wait for Acontext has had its line
+        self._above_prompt: Callable[[str], bool] | None = None
 
     def hide(self, *secrets: str) -> None:
         """Never print these (API keys): they are masked wherever they would appear."""
         self._secrets = tuple(s for s in secrets if len(s) >= 8)
+
+    def above_prompt(self, print_above: Callable[[str], bool] | None) -> None:
+        """Offer status and error lines to ``print_above`` first: while a prompt is up, it prints
+        them above the line being typed and returns True. None: print them as usual."""
+        self._above_prompt = print_above
 
     # -- stderr: status, errors, tool activity -------------------------------------------------
 
@@ -148,6 +154,17 @@ class Output:
             yield
         finally:
             self._stop_spinner()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Draw nothing while the user answers a question at the terminal; the spinner, if one
+        was going, comes back after an answer (not after Ctrl-C)."""
+        spinner = self._spinner
+        self.end_reply()
+        yield
+        if spinner is not None and self._spinner is None:
+            spinner.start()
+            self._spinner = spinner
 
     def update(self, text: str) -> None:
         if self._spinner is not None:
@@ -260,6 +277,8 @@ class Output:
 
     def _say(self, text: str, *, style: str) -> None:
         text = self._masked(printable(text))
+        if self._above_prompt is not None and self._above_prompt(text):
+            return
         if self.rich_err:
             self._console_err().print(text, style=style, markup=False, highlight=False)
         else:

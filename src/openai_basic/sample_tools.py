@@ -2,13 +2,15 @@
 
 A tool is a typed function with a docstring. The first paragraph tells the model what it does; the
 ``Args:`` section describes each parameter. Add your function to ``TOOLS`` and the agent offers it.
+Mark a tool that acts on the world (books, pays, deletes, sends) with ``@needs_approval``: the user
+is asked before each of its calls runs.
 """
 
 from __future__ import annotations
 
 import zlib
 
-from openai_basic.tools import ToolFunction
+from openai_basic.tools import ToolFunction, needs_approval
 
 _SKIES = ("sunny", "partly cloudy", "cloudy", "light rain", "clear and cold")
 
@@ -23,6 +25,7 @@ def get_weather(city: str) -> str:
     return f"The weather in {city} is {_SKIES[seed % len(_SKIES)]}, {seed % 25} degrees Celsius."
 
 
+@needs_approval
 def book_flight(from_city: str, to_city: str, date: str) -> str:
     """Book the cheapest flight between two cities (sample tool: books nothing).
 

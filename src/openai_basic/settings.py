@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 
@@ -30,6 +30,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Use the tools when they help, and answer concisely."
 )
 TEMPLATE_NAME = "openai-basic"
+ApprovalPolicy = Literal["ask", "always", "never"]
+APPROVAL_POLICIES: tuple[ApprovalPolicy, ...] = ("ask", "always", "never")
 
 
 @functools.cache
@@ -68,6 +70,7 @@ class Settings:
     tool_result_max_chars: int = 20_000
     context_tokens: int = 64_000
     strict_tools: bool = True
+    approve_tools: ApprovalPolicy = "ask"  # for the tools that need approval
     session_tag: str = field(default_factory=project_name)
     learn: bool = False  # attach sessions to a learning space and recall its skills
     learning_space: str = ""  # a space id; empty: the one remembered in the state folder
@@ -184,6 +187,13 @@ def _flag(raw: str, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false (or yes/no, on/off, 1/0), not {raw!r}")
 
 
+def _approval_policy(raw: str, name: str) -> ApprovalPolicy:
+    value = raw.lower()
+    if value not in APPROVAL_POLICIES:
+        raise ConfigError(f"{name} must be ask, always or never, not {raw!r}")
+    return value
+
+
 # The settings read one way: the Settings field each sets and how its text becomes a value.
 # A setting that is not set, or set empty, keeps the field's default.
 READERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
@@ -199,6 +209,7 @@ READERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AGENT_TOOL_RESULT_MAX_CHARS": ("tool_result_max_chars", _whole),
     "AGENT_CONTEXT_TOKENS": ("context_tokens", functools.partial(_whole, least=0)),
     "AGENT_STRICT_TOOLS": ("strict_tools", _flag),
+    "AGENT_APPROVE_TOOLS": ("approve_tools", _approval_policy),
     "AGENT_SESSION_TAG": ("session_tag", _text),
     "AGENT_LEARN": ("learn", _flag),
     "AGENT_LEARNING_SPACE": ("learning_space", _space_id),

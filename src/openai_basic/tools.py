@@ -4,6 +4,10 @@ A tool is a function with type hints and a docstring, plain or ``async def``. A 
 built from the signature; the docstring gives the description and, in its ``Args:`` section, the
 parameter descriptions; the openai SDK makes the model's JSON schema strict. Dispatch never
 raises: every failure becomes text the model can act on.
+
+A tool that acts on the world (books, pays, deletes, sends) can be marked with ``@needs_approval``
+or registered with ``needs_approval=True``: each of its calls then runs only once an approver,
+supplied by the caller of ``call_all``, says yes. A "no" is a tool result the model reads.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -26,6 +30,8 @@ from openai_basic.settings import Settings
 from openai_basic.text import valid
 
 ToolFunction = Callable[..., Any]
+Function = TypeVar("Function", bound=ToolFunction)
+_APPROVAL_MARK = "__needs_approval__"
 _SECTION = re.compile(
     r"^\s*(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?):\s*$"
 )
@@ -57,6 +63,27 @@ class ToolResult:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """An approver's answer to a call: run it, or not and what the model is told instead."""
+
+    approved: bool
+    reason: str = ""  # for a call not approved; empty: "The user declined this call to ..."
+
+
+Approver = Callable[[ToolCall], Approval]
+
+
+def needs_approval(function: Function) -> Function:
+    """Mark a tool whose every call the user approves first (usable as a decorator).
+
+    For a function that acts on the world: books, pays, deletes, sends. The function itself is
+    unchanged, so it can be listed in ``TOOLS`` like any other.
+    """
+    setattr(function, _APPROVAL_MARK, True)
+    return function
+
+
+@dataclass(frozen=True)
 class Tool:
     """A registered function and what the model is told about it."""
 
@@ -67,6 +94,7 @@ class Tool:
     defaults: frozenset[str]
     timeout: float
     definition: dict[str, Any]  # the strict function tool, as the openai SDK builds it
+    needs_approval: bool = False
 
     def schema(self, *, strict: bool = True) -> dict[str, Any]:
         """The function tool; without ``strict`` for the servers that reject the flag."""
@@ -80,7 +108,8 @@ class ToolRegistry:
     """Tools by name; turns model tool calls into tool results.
 
     Each call runs in a thread of its own, so several calls run at once and a call that overruns
-    its timeout is abandoned (answered with an error) instead of blocking the conversation.
+    its timeout is abandoned (answered with an error) instead of blocking the conversation. The
+    calls that need approval are asked about first, on the calling thread, before any call runs.
     """
 
     def __init__(
@@ -96,9 +125,16 @@ class ToolRegistry:
         for function in functions:
             self.register(function)
 
-    def register(self, function: ToolFunction, *, timeout: float | None = None) -> ToolFunction:
-        """Add a function as a tool (usable as a decorator). Raises ``ToolDefinitionError``."""
-        tool = _make_tool(function, self._timeout if timeout is None else timeout)
+    def register(
+        self, function: ToolFunction, *, timeout: float | None = None, needs_approval: bool = False
+    ) -> ToolFunction:
+        """Add a function as a tool (usable as a decorator). Raises ``ToolDefinitionError``.
+
+        With ``needs_approval`` (or a function marked ``@needs_approval``) each call waits for
+        an approver's yes; see ``call_all``.
+        """
+        approval = needs_approval or bool(getattr(function, _APPROVAL_MARK, False))
+        tool = _make_tool(function, self._timeout if timeout is None else timeout, approval)
         if tool.name in self._tools:
             raise ToolDefinitionError(tool.name, ["a tool with this name is already registered"])
         self._tools[tool.name] = tool
@@ -128,27 +164,40 @@ class ToolRegistry:
     def schemas(self, *, strict: bool = True) -> list[dict[str, Any]]:
         return [tool.schema(strict=strict) for tool in self._tools.values()]
 
-    def call(self, call: ToolCall) -> ToolResult:
-        return self.call_all([call])[0]
+    def call(self, call: ToolCall, *, approve: Approver | None = None) -> ToolResult:
+        return self.call_all([call], approve=approve)[0]
 
-    def call_all(self, calls: list[ToolCall]) -> list[ToolResult]:
-        """Run the calls concurrently; results come back in the order of ``calls``."""
-        runs = [self._start(call) for call in calls]
+    def call_all(
+        self, calls: list[ToolCall], *, approve: Approver | None = None
+    ) -> list[ToolResult]:
+        """Run the calls concurrently; results come back in the order of ``calls``.
+
+        Each call that needs approval is first put to ``approve``, one at a time on this thread,
+        before any call starts: the time an answer takes counts against no tool's timeout, and
+        Ctrl-C while it is asked leaves no tool running. Without ``approve`` they are refused.
+        """
+        runs = [self._prepare(call, approve or _cannot_ask) for call in calls]
+        for run in runs:
+            run.start()
         return [self._finish(run) for run in runs]
 
-    def _start(self, call: ToolCall) -> _Run:
-        run = _Run(call, time.perf_counter())
+    def _prepare(self, call: ToolCall, approve: Approver) -> _Run:
+        """The call ready to start, or already answered: unknown, invalid or not approved."""
         tool = self._tools.get(call.name)
         if tool is None:
             known = ", ".join(self._tools) or "none"
-            run.outcome = (f"Error: unknown tool {call.name!r}. Available tools: {known}.", False)
-            return run
+            return _Run(
+                call,
+                outcome=(f"Error: unknown tool {call.name!r}. Available tools: {known}.", False),
+            )
         arguments = _arguments(tool, call.arguments)
         if isinstance(arguments, str):
-            run.outcome = (arguments, False)
-        else:
-            run.begin(tool, arguments)
-        return run
+            return _Run(call, outcome=(arguments, False))
+        if tool.needs_approval:
+            refusal = _refusal(tool, call, approve)
+            if refusal is not None:
+                return _Run(call, outcome=(refusal, False))
+        return _Run(call, tool, arguments)
 
     def _finish(self, run: _Run) -> ToolResult:
         if run.thread is not None and run.tool is not None:
@@ -170,21 +219,45 @@ class ToolRegistry:
         )
 
 
+def _refusal(tool: Tool, call: ToolCall, approve: Approver) -> str | None:
+    """None when the call is approved; else what the model is told. Ctrl-C goes through."""
+    try:
+        approval = approve(call)
+    except Exception as exc:  # an approver's bug is no reason to run the call, nor to crash
+        return f"Error: {tool.name} was not run: asking for approval failed: {exc}"
+    if approval.approved:
+        return None
+    return approval.reason or f"The user declined this call to {tool.name}."
+
+
+def _cannot_ask(call: ToolCall) -> Approval:
+    return Approval(
+        False, f"{call.name} was not run: it needs the user's approval, and no one could be asked."
+    )
+
+
 @dataclass
 class _Run:
-    """One call in flight."""
+    """One call: ready to start, in flight, or answered without running."""
 
     call: ToolCall
-    started: float
     tool: Tool | None = None
-    thread: threading.Thread | None = None
+    arguments: dict[str, Any] | None = None
     outcome: tuple[str, bool] | None = None
+    started: float = 0.0
+    thread: threading.Thread | None = None
 
-    def begin(self, tool: Tool, arguments: dict[str, Any]) -> None:
-        self.tool = tool
+    def start(self) -> None:
+        """Start the tool in a thread of its own; its time, and its timeout, count from now."""
+        self.started = time.perf_counter()
+        if self.tool is None or self.arguments is None:
+            return
         # a daemon thread: an abandoned tool never keeps the agent from exiting
         self.thread = threading.Thread(
-            target=self._execute, args=(tool, arguments), daemon=True, name=f"tool-{tool.name}"
+            target=self._execute,
+            args=(self.tool, self.arguments),
+            daemon=True,
+            name=f"tool-{self.tool.name}",
         )
         self.thread.start()
 
@@ -222,7 +295,7 @@ def _capped(content: str, limit: int) -> str:
     return content[:limit] + f"\n[truncated: {len(content) - limit} more characters]"
 
 
-def _make_tool(function: ToolFunction, timeout: float) -> Tool:
+def _make_tool(function: ToolFunction, timeout: float, needs_approval: bool) -> Tool:
     name = getattr(function, "__name__", "")
     summary, arg_docs = _parse_docstring(inspect.getdoc(function) or "")
     problems: list[str] = []
@@ -238,7 +311,7 @@ def _make_tool(function: ToolFunction, timeout: float) -> Tool:
         definition = _definition(name, summary, model)
     except Exception as exc:
         raise ToolDefinitionError(name, [f"its parameters have no JSON schema ({exc})"]) from exc
-    return Tool(name, summary, function, model, defaults, timeout, definition)
+    return Tool(name, summary, function, model, defaults, timeout, definition, needs_approval)
 
 
 def _fields(

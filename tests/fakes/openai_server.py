@@ -95,6 +95,7 @@ class Reply:
     ``status != 200`` produces an OpenAI-style error body instead of a completion.
     ``finish_reason`` overrides the computed one ("tool_calls" / "stop"), e.g. "length".
     ``error_type`` / ``error_code`` override the defaults derived from ``status``.
+    ``cut_after``: a streamed answer stops after this many chunks, the connection closed.
     """
 
     content: str | None = None
@@ -106,6 +107,7 @@ class Reply:
     finish_reason: str | None = None
     error_type: str | None = None
     error_code: str | None = None
+    cut_after: int | None = None
 
 
 Responder = Callable[[list[JSONDict]], Reply]
@@ -690,7 +692,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self._send_json(status, _error_body(message, type_, code, param), headers)
 
-    def _send_stream(self, chunks: Iterator[JSONDict]) -> None:
+    def _send_stream(self, chunks: Iterator[JSONDict], *, cut: int | None = None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -702,6 +704,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for body in chunks:
                 self._write_chunk(f"data: {json.dumps(body)}\n\n".encode())
+            if cut is not None:  # no end: the client sees the connection close mid-answer
+                self.close_connection = True
+                return
             self._write_chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
@@ -853,7 +858,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            self._send_stream(completion.chunks(include_usage))
+            chunks = completion.chunks(include_usage)
+            self._send_stream(itertools.islice(chunks, reply.cut_after), cut=reply.cut_after)
         else:
             self._send_json(200, completion.full())
 
