@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tests.benchmarks import conversation, parallel_tools, resume, startup
+from tests.benchmarks import conversation, parallel_tools, rendering, resume, startup
 from tests.benchmarks.harness import Row
 
 RUNS = 5
@@ -25,6 +25,7 @@ GROUPS = {
     "4": parallel_tools.measure,
     "5": resume.measure,
     "6": conversation.measure_bookkeeping,
+    "7": rendering.measure,
 }
 HEADER = ("#", "benchmark", "ours (median)", "baseline (median)", "ratio", "target", "result")
 

@@ -1,18 +1,16 @@
-"""What streaming a reply to a terminal costs, as the reply grows: `Output` against the old way,
-which made the whole reply so far Markdown again for every piece.
-
-Not a test (pytest collects test_*.py only). Run it with ``uv run python -m tests.bench_rendering``;
-a benchmark table can call ``render_seconds`` and ``baseline_seconds``.
-"""
+"""Row 7: what streaming a reply to a terminal costs as the reply grows, against the old way,
+which made the whole reply so far Markdown again for every piece."""
 
 from __future__ import annotations
 
 import io
 import re
 import time
+from statistics import median
 
 from openai_basic import output
 from openai_basic.output import Output, printable
+from tests.benchmarks.harness import Row, at_most
 
 # One section of a reply as a model writes one; a long reply is the section again and again.
 SECTION = """## Packing for Oslo
@@ -83,22 +81,32 @@ def baseline_seconds(pieces: int) -> float:
     return time.perf_counter() - started
 
 
-MEASURES = {
-    "old: whole reply per piece": baseline_seconds,
-    "Output": render_seconds,
-    "Output, a redraw per piece": lambda pieces: render_seconds(pieces, redraw_seconds=0),
-}
+FEW, MANY = 500, 4_000
+OLD_MANY = 2_000  # the old way takes a minute for 4,000 pieces on a loaded machine
 
 
-def main() -> None:
-    few, many = 500, 4000
-    print(f"{'':28}{few:>6} pieces{many:>6} pieces{'ratio':>7}")
-    for name, measure in MEASURES.items():
-        short, long = measure(few), measure(many)
-        print(f"{name:28}{short:>12.3f}s{long:>12.3f}s{long / short:>7.1f}")
-    times = many // few
-    print(f"(a cost that grows with the reply: a ratio near {times}, not {times**2})")
-
-
-if __name__ == "__main__":
-    main()
+def measure(runs: int) -> list[Row]:
+    few = median(render_seconds(FEW) for _ in range(runs))
+    many = median(render_seconds(MANY) for _ in range(runs))
+    worst_few = median(render_seconds(FEW, redraw_seconds=0) for _ in range(runs))
+    worst_many = median(render_seconds(MANY, redraw_seconds=0) for _ in range(runs))
+    old_few, old_many = baseline_seconds(FEW), baseline_seconds(OLD_MANY)
+    times = MANY // FEW
+    return [
+        at_most(times * 1.25, f"stream {MANY:,} vs {FEW:,} pieces", many, few, f"{FEW:,} pieces"),
+        at_most(
+            times * 1.25,
+            f"the same, a redraw per piece: {MANY:,} vs {FEW:,}",
+            worst_many,
+            worst_few,
+            f"{FEW:,} pieces",
+        ),
+        Row(
+            f"old way: {OLD_MANY:,} vs {FEW:,} pieces (once)",
+            old_many,
+            old_few,
+            f"{FEW:,} pieces",
+            "reference",
+            None,
+        ),
+    ]
