@@ -171,6 +171,11 @@ class Terminal:
         return self.process.returncode, stdout, stderr
 
 
+def typed(*lines: str) -> bytes:
+    """What a user types: each line and its Enter."""
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
 def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while not condition():

@@ -33,8 +33,8 @@ from openai_basic.approval import CANNOT_ASK, QUESTION, TerminalApprover
 from openai_basic.errors import ConfigError
 from openai_basic.output import Output
 from openai_basic.settings import load_settings
-from openai_basic.tools import Approval, ToolCall, ToolRegistry
-from tests.conftest import AgentCommand, Run, wait_for
+from openai_basic.tools import Approval, ToolCall, ToolRegistry, needs_approval
+from tests.conftest import AgentCommand, Run, typed, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, text, tool_calls
 from tests.tools import forecast, reserve
@@ -395,3 +395,21 @@ def test_ctrl_c_at_the_question_in_the_chat_cancels_only_the_turn(
     (session_id,) = acontext.session_ids()
     stored = acontext.stored_messages(session_id)
     assert stored[2]["content"] == CANCELLED
+
+
+def test_tools_in_the_chat_says_which_tools_ask_first(cli: Cli) -> None:
+    @needs_approval
+    def cancel(reference: str) -> str:
+        """Cancel a booking.
+
+        Args:
+            reference: The booking's reference.
+        """
+        return f"cancelled {reference}"
+
+    run = cli(input=typed("/tools", "/exit"), terminal=True, tools=[forecast, cancel])
+    assert run.code == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "forecast(city): Tell the weather in a city.",
+        "cancel(reference) (asks you first): Cancel a booking.",
+    ]

@@ -20,7 +20,7 @@ from typing import Any
 
 from openai_basic.output import Output
 from openai_basic.prompt import Prompt
-from tests.conftest import AGENT, AgentCommand, Run, wait_for
+from tests.conftest import AGENT, AgentCommand, Run, typed, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, error, text
 from tests.tools import forecast
@@ -262,10 +262,6 @@ def test_ctrl_r_finds_a_line_typed_in_an_earlier_run(
 
 
 # -- in-process ------------------------------------------------------------------------------
-
-
-def typed(*lines: str) -> bytes:
-    return "".join(f"{line}\n" for line in lines).encode()
 
 
 def test_commands_before_the_first_message_need_no_session(

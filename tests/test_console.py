@@ -16,17 +16,13 @@ from contextlib import contextmanager
 from openai_basic.acontext_api import Task, TaskReport
 from openai_basic.agent import Usage
 from openai_basic.output import Output
-from tests.conftest import AGENT, AgentCommand, Run, Terminal, wait_for
+from tests.conftest import AGENT, AgentCommand, Run, Terminal, typed, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, echo_responder, text
 from tests.tools import forecast, reserve
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 Cli = Callable[..., Run]
-
-
-def typed(*lines: str) -> bytes:
-    return "".join(f"{line}\n" for line in lines).encode()
 
 
 def test_slash_commands_in_the_interactive_chat(

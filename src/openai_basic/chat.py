@@ -250,7 +250,9 @@ def _tools(chat: Chat, arguments: list[str]) -> None:
     lines = []
     for tool in chat.registry:
         parameters = tool.schema()["function"]["parameters"]["properties"]
-        lines.append(f"{tool.name}({', '.join(parameters)}): {tool.description.splitlines()[0]}")
+        asks = " (asks you first)" if tool.needs_approval else ""
+        summary = tool.description.splitlines()[0]
+        lines.append(f"{tool.name}({', '.join(parameters)}){asks}: {summary}")
     chat.out.lines(lines or ["no tools"])
 
 
