@@ -34,12 +34,14 @@ def test_slash_commands_in_the_interactive_chat(
     assert run.code == 0, run.stderr
     (session_id,) = acontext.session_ids()
     lines = run.stdout.splitlines()
-    assert lines[:12] == [
+    assert lines[:14] == [
         "/help          this list",
         "/tasks         send the conversation to Acontext now and show its tasks",
         "/session       the session id, its size and where it is kept",
         "/model [NAME]  the model, or switch to NAME for the next turns",
         "/tools         the tools the model can call",
+        "/skills        the skills of the learning space",
+        "/learn         attach this session to the learning space (as --learn does)",
         "/usage, /cost  tokens and time used so far",
         "/exit, /quit   end the chat and show the tasks (also Ctrl-D)",
         '"""            begin a message of several lines; a line of """ sends it',
@@ -48,7 +50,7 @@ def test_slash_commands_in_the_interactive_chat(
         "Ctrl-C         cancel the turn; at the prompt, leave",
         "echo: hello",
     ]
-    lines = lines[12:]
+    lines = lines[14:]
     assert lines[:2] == [
         "forecast(city): Tell the weather in a city.",
         "reserve(origin, destination, day): Reserve a seat on a flight.",

@@ -35,6 +35,8 @@ HELP = (
     ("/session", "the session id, its size and where it is kept"),
     ("/model [NAME]", "the model, or switch to NAME for the next turns"),
     ("/tools", "the tools the model can call"),
+    ("/skills", "the skills of the learning space"),
+    ("/learn", "attach this session to the learning space (as --learn does)"),
     ("/usage, /cost", "tokens and time used so far"),
     ("/exit, /quit", "end the chat and show the tasks (also Ctrl-D)"),
     (BLOCK, f"begin a message of several lines; a line of {BLOCK} sends it"),
@@ -115,6 +117,10 @@ class Chat:
             tools = TOOLS if self._tools is None else self._tools
             self._registry = make_registry(self.settings, tools)
         return self._registry
+
+    @property
+    def user(self) -> str | None:
+        return self._user
 
     @property
     def model(self) -> str:
@@ -250,6 +256,36 @@ def _tools(chat: Chat, arguments: list[str]) -> None:
     chat.out.lines(lines or ["no tools"])
 
 
+def _skills(chat: Chat, arguments: list[str]) -> None:
+    from openai_basic import learning
+
+    if chat.conversation is not None:
+        found = chat.conversation.learning.skills()
+    else:
+        found = learning.known_skills(chat.settings, chat.user)
+    if found is None:
+        chat.out.status("no learning space yet: /learn makes one with this session")
+        return
+    space_id, skills = found
+    lines = [f"{skill.name}: {' '.join(skill.description.split())}" for skill in skills]
+    chat.out.lines(lines or [f"Learning space {space_id} has no skills yet."])
+
+
+def _learn(chat: Chat, arguments: list[str]) -> None:
+    attached = "this session is attached to the learning space"
+    if chat.conversation is not None:
+        fresh = chat.conversation.learning.attach()
+    else:  # the session is made, and attached, with the first message
+        fresh = not chat.settings.learn
+        chat.settings = dataclasses.replace(chat.settings, learn=True)
+    if fresh:
+        chat.out.status(
+            f"{attached}: Acontext learns from it, and the model gets the space's skills"
+        )
+    else:
+        chat.out.status(f"{attached} already")
+
+
 def _usage(chat: Chat, arguments: list[str]) -> None:
     if chat.conversation is None:
         chat.out.lines(["no model calls yet"])
@@ -271,6 +307,8 @@ COMMANDS: dict[str, Callable[[Chat, list[str]], None]] = {
     "/session": _session,
     "/model": _model,
     "/tools": _tools,
+    "/skills": _skills,
+    "/learn": _learn,
     "/usage": _usage,
     "/cost": _usage,
 }

@@ -38,6 +38,7 @@ from openai_basic.text import decode, plural, valid
 
 if TYPE_CHECKING:
     from openai_basic.conversation import ChatOutcome, Conversation
+    from openai_basic.learning import LearningOutcome
     from openai_basic.tools import ToolFunction, ToolRegistry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -47,6 +48,7 @@ COMMAND_HELP = {
     "history": "show a session as a transcript",
     "tasks": "show a session's tasks",
     "sync": "send messages still waiting in the local journal",
+    "skills": "list the learning space's skills ('show NAME' prints one, 'pull DIR' saves them)",
     "doctor": "check the settings, Acontext and the model",
 }
 # How like a command name a one-word PROMPT must be to be taken for a typo of it: "session",
@@ -77,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--demo", action="store_true", help="run the scripted trip demo")
     parser.add_argument("--json", action="store_true", help="print one JSON object when done")
+    parser.add_argument(
+        "--learn",
+        action="store_true",
+        help="learn from this session and recall what earlier ones taught (AGENT_LEARN=true)",
+    )
     parser.add_argument("--user", metavar="NAME", help="the user the new session belongs to")
     parser.add_argument("--model", help="the chat model (instead of OPENAI_MODEL)")
     system = parser.add_mutually_exclusive_group()
@@ -104,9 +111,20 @@ def build_command_parser(command: str) -> argparse.ArgumentParser:
             metavar="MESSAGE_ID",
             help="give up on a message Acontext rejected (and the tool answers to its calls)",
         )
+    if command == "skills":
+        add_skills_arguments(parser)
     if command != "doctor":
         parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def add_skills_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", nargs="?", choices=("show", "pull"), help="what to do")
+    parser.add_argument(
+        "target", nargs="?", metavar="NAME|DIR", help="show: a skill; pull: a folder"
+    )
+    parser.add_argument("--skill", metavar="NAME", help="pull: this skill only")
+    parser.add_argument("--user", metavar="NAME", help="the space remembered for this user")
 
 
 def main(argv: Sequence[str] | None = None, *, tools: Iterable[ToolFunction] | None = None) -> int:
@@ -231,6 +249,8 @@ def _terminate_like_ctrl_c() -> Callable[[], None]:
 
 
 def _with_flags(settings: Settings, args: argparse.Namespace, out: Output) -> Settings:
+    if args.learn:
+        settings = dataclasses.replace(settings, learn=True)
     system_prompt = args.system or settings.system_prompt
     if args.system_file:
         system_prompt = _read_system_file(args.system_file, out)
@@ -364,7 +384,11 @@ def _save_interrupted(conversation: Conversation) -> None:
 
 
 def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
-    report = outcome.report
+    report, learning = outcome.report, outcome.learning
+    if learning is not None:
+        out.learned(learning)
+        if learning.problem:
+            out.error(learning.problem)
     if outcome.held:
         out.status(f"Acontext rejected {plural(len(outcome.held), 'message')} (see above)")
     if report.unsent:
@@ -385,9 +409,20 @@ def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
                 "unsent": report.unsent,
                 "held": [dataclasses.asdict(held) for held in outcome.held],
                 "usage": dataclasses.asdict(outcome.usage),
+                **(_learning_payload(learning) if learning is not None else {}),
             }
         )
-    return EXIT_FAILED if report.unsent or outcome.held else EXIT_OK
+    failed = report.unsent or outcome.held or (learning is not None and learning.problem)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _learning_payload(learning: LearningOutcome) -> dict[str, object]:
+    from openai_basic.learning import skill_payload
+
+    return {
+        "skills": [skill_payload(change) for change in learning.changes],
+        "learning": learning.payload(),
+    }
 
 
 def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
@@ -417,7 +452,7 @@ def _sync(args: argparse.Namespace, settings: Settings, out: Output) -> int:
         )
     else:
         out.status(f"sent {plural(sent, 'message')}; {left} still waiting; {len(held)} held")
-    return EXIT_FAILED if left or held else EXIT_OK
+    return EXIT_FAILED if left or held or mirror.learn_problems else EXIT_OK
 
 
 def _tasks(args: argparse.Namespace, settings: Settings, out: Output) -> int:
@@ -495,6 +530,43 @@ def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     return EXIT_OK
 
 
+def _skills(args: argparse.Namespace, settings: Settings, out: Output) -> int:
+    """The learning space's skills: listed, one shown, or pulled into a folder."""
+    from openai_basic import learning
+
+    if args.action and not args.target:
+        raise ConfigError(
+            f"agent skills {args.action} needs a {'NAME' if args.action == 'show' else 'DIR'}"
+        )
+    space_id = learning.command_space(settings, args.user)
+    with AcontextApi(settings) as api:
+        if args.action == "show":
+            text = learning.skill_text(api, space_id, args.target)
+            if args.json:
+                out.json({"space_id": space_id, "name": args.target, "skill_md": text})
+            else:
+                out.lines(text.splitlines())
+            return EXIT_OK
+        if args.action == "pull":
+            pulled = learning.pull_skills(api, space_id, Path(args.target), name=args.skill)
+            if args.json:
+                folders = {skill.name: str(skill.folder) for skill in pulled}
+                out.json({"space_id": space_id, "pulled": folders})
+            for skill in pulled:
+                out.status(
+                    f"pulled {skill.name}: {plural(len(skill.files), 'file')} into {skill.folder}"
+                )
+            return EXIT_OK
+        skills = learning.list_skills(api, space_id)
+    if args.json:
+        out.json({"space_id": space_id, "skills": [dataclasses.asdict(s) for s in skills]})
+    elif not skills:
+        out.lines([f"Learning space {space_id} has no skills yet."])
+    else:
+        out.lines(f"{s.name}: {' '.join(s.description.split())}" for s in skills)
+    return EXIT_OK
+
+
 def _doctor(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     preload("openai")
     from openai_basic.doctor import run_checks, settings_lines
@@ -515,6 +587,7 @@ COMMANDS: dict[str, Command] = {
     "history": _history,
     "tasks": _tasks,
     "sync": _sync,
+    "skills": _skills,
     "doctor": _doctor,
 }
 

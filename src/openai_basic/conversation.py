@@ -19,6 +19,7 @@ from openai_basic.agent import AgentSpec, TurnResult, Usage, run_agent
 from openai_basic.approval import approver
 from openai_basic.errors import AgentError, ConfigError, Interrupted, ServiceError, signal_number
 from openai_basic.journal import Held
+from openai_basic.learning import LearningOutcome, SessionLearning
 from openai_basic.mirror import AcontextMirror, OpenedSession
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
@@ -38,6 +39,7 @@ class ChatOutcome:
     journal: Path
     usage: Usage
     held: tuple[Held, ...] = ()
+    learning: LearningOutcome | None = None  # with learning on
 
 
 def make_registry(settings: Settings, tools: Iterable[ToolFunction] = TOOLS) -> ToolRegistry:
@@ -89,6 +91,10 @@ class Conversation:
         self.session_id = opened.session_id
         self.history = opened.history
         self.spec = make_spec(settings, self.registry, opened.system_prompt)
+        self._system_prompt = opened.system_prompt  # the session's; recall adds to the model's
+        self.learning = SessionLearning(settings, mirror=self.mirror, out=out, user=user)
+        if settings.learn:
+            self.learning.attach()
 
     def _open(self, resume: str | None, user: str | None) -> OpenedSession:
         settings, out = self.settings, self.out
@@ -115,6 +121,7 @@ class Conversation:
 
     def turn(self, prompt: str) -> TurnResult:
         """One user turn. Ctrl-C stops it with every tool call answered, and is re-raised."""
+        self._recall()
         out = self.out
         with out.spinner(f"waiting for {self.spec.model}"):
             result = run_agent(
@@ -180,6 +187,17 @@ class Conversation:
                 f"agent tasks {self.session_id}",
             ) from exc
 
+    def _recall(self) -> None:
+        """Give the model the skills of the learning space, once they are loaded: their tools
+        next to the user's, their names and descriptions after the system prompt."""
+        recall = self.learning.recall()
+        if recall is not None:
+            self.spec = replace(
+                self.spec,
+                registry=self.registry.extended(recall.tools),
+                system_prompt=recall.system_prompt(self._system_prompt),
+            )
+
     def finish(self) -> ChatOutcome:
         report = self.tasks()
         if len(self.replies) > 1:  # after one turn, the session's usage is that turn's
@@ -192,6 +210,7 @@ class Conversation:
             self.mirror.journal.path,
             self.usage,
             tuple(self.mirror.held()),
+            learning=self.learning.conclude(report),
         )
 
 

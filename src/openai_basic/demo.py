@@ -1,4 +1,8 @@
-"""The original example's scripted trip, then its tasks, then a resumed run that summarises it."""
+"""The original example's scripted trip, then its tasks, then a resumed run that summarises it.
+
+With learning on, a last act shows recall: a new session in the same learning space, where the
+model gets the skills learned from the trip.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ TRIP = (
     "Thanks, that's all for now!",
 )
 SUMMARY = "Summarise our conversation so far in a few sentences."
+RECALL = "Plan me another short trip, the way I like to travel."
 
 
 def _echoed(prompts: tuple[str, ...], out: Output) -> Iterator[str]:
@@ -31,6 +36,8 @@ def run_demo(
     out.status("demo: planning a trip")
     trip = chat(settings=settings, prompts=_echoed(TRIP, out), out=out, registry=registry)
     out.tasks(trip.report)
+    if trip.learning is not None:
+        out.learned(trip.learning)
     out.status(f"demo: resuming session {trip.session_id} for a summary")
     summary = chat(
         settings=settings,
@@ -39,4 +46,10 @@ def run_demo(
         resume=trip.session_id,
         registry=registry,
     )
-    return summary
+    if not settings.learn:
+        return summary
+    out.tasks(summary.report)
+    if summary.learning is not None:
+        out.learned(summary.learning)
+    out.status("demo: a new session in the same learning space, with what was learned")
+    return chat(settings=settings, prompts=_echoed((RECALL,), out), out=out, registry=registry)

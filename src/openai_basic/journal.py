@@ -46,7 +46,21 @@ CREATE TABLE IF NOT EXISTS messages (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS waiting ON messages(state, seq);
+CREATE TABLE IF NOT EXISTS learning_spaces (
+    user TEXT PRIMARY KEY,
+    id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS learns (
+    session_id TEXT PRIMARY KEY,
+    space_id TEXT,
+    user TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
 """
+# A learn waits to be sent (right after its session is created), was sent, or was refused. A
+# learn without a space id goes to the space remembered for its user ('' for none).
+LEARN_WAITING, LEARNED, LEARN_FAILED = 0, 1, 2
 # A rejected message holds its session: nothing after it is sent until it is skipped.
 WAITING, SENT, REJECTED, SKIPPED = 0, 1, 2, 3
 JOURNAL_FILE = "journal.sqlite3"
@@ -77,6 +91,17 @@ class Held:
     kind: str
     error: str
     behind: int
+
+
+@dataclass(frozen=True)
+class Learn:
+    """A session to attach to a learning space, and how far that went."""
+
+    session_id: str
+    space_id: str | None
+    user: str
+    state: int
+    error: str
 
 
 @dataclass(frozen=True)
@@ -262,6 +287,66 @@ class Journal:
             entry.message
             for entry in self._entries("WHERE session_id = ? ORDER BY seq", session_id)
         ]
+
+    # -- learning spaces: the space of each user, and the sessions to attach ------------------
+
+    def remembered_space(self, user: str) -> str | None:
+        with self._lock, self._errors():
+            row = self._db.execute(
+                "SELECT id FROM learning_spaces WHERE user = ?", (user,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def remember_space(self, user: str, space_id: str) -> str:
+        """Remember the user's space, unless another process did first; return the one kept."""
+        self._run("INSERT OR IGNORE INTO learning_spaces (user, id) VALUES (?, ?)", user, space_id)
+        return self.remembered_space(user) or space_id
+
+    def forget_space(self, user: str, space_id: str) -> None:
+        self._run("DELETE FROM learning_spaces WHERE user = ? AND id = ?", user, space_id)
+
+    def add_learn(self, session_id: str, space_id: str | None, user: str) -> None:
+        self._run(
+            "INSERT OR IGNORE INTO learns (session_id, space_id, user) VALUES (?, ?, ?)",
+            session_id,
+            space_id,
+            user,
+        )
+
+    def learn(self, session_id: str) -> Learn | None:
+        with self._lock, self._errors():
+            row = self._db.execute(
+                "SELECT session_id, space_id, user, state, error FROM learns WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+        return Learn(row[0], row[1], row[2], row[3], row[4] or "") if row else None
+
+    def mark_learned(self, session_id: str, space_id: str) -> None:
+        self._run(
+            "UPDATE learns SET state = ?, space_id = ? WHERE session_id = ?",
+            LEARNED,
+            space_id,
+            session_id,
+        )
+
+    def mark_learn_failed(self, session_id: str, space_id: str | None, error: str) -> None:
+        self._run(
+            "UPDATE learns SET state = ?, space_id = ?, error = ? WHERE session_id = ?",
+            LEARN_FAILED,
+            space_id,
+            error,
+            session_id,
+        )
+
+    def sessions_to_learn(self) -> list[str]:
+        """Sessions in Acontext already whose learn waits (a resumed session, ``/learn``)."""
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                "SELECT l.session_id FROM learns l JOIN sessions s ON s.id = l.session_id "
+                "WHERE l.state = ? AND s.created",
+                (LEARN_WAITING,),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     @contextmanager
     def claim(self, session_id: str) -> Iterator[bool]:

@@ -39,7 +39,8 @@ from openai_basic.acontext_api import (
     retryable,
 )
 from openai_basic.errors import AgentError, ConfigError, JournalError, ServiceError
-from openai_basic.journal import Entry, Held, Journal, kind
+from openai_basic.journal import LEARN_WAITING, Entry, Held, Journal, kind
+from openai_basic.learning import send_learn
 from openai_basic.preload import preload
 from openai_basic.settings import Settings
 from openai_basic.text import plural
@@ -91,6 +92,7 @@ class AcontextMirror:
         self.session_id = ""
         self.journal_failure: JournalError | None = None
         self.delivered = 0  # messages this process got into Acontext
+        self.learn_problems: list[str] = []  # sessions Acontext refused to attach to a space
         self._unjournaled: collections.deque[Entry] = collections.deque()
         self._unjournaled_held = False
         self._opening: contextlib.ExitStack | None = None  # holds a new session's claim
@@ -141,6 +143,12 @@ class AcontextMirror:
         self.start()
         system_prompt = str(configs.get("system_prompt") or default_system_prompt)
         return OpenedSession(session_id, history, system_prompt)
+
+    def learn(self, space_id: str | None, user: str) -> None:
+        """Attach the session to a learning space (None: the user's, see ``learning.py``). The
+        writer sends it right after creating the session, and before any more messages."""
+        self.journal.add_learn(self.session_id, space_id, user)
+        self._wake.set()
 
     def append(self, message: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
         """Journal the message (milliseconds, local) and let the writer send it.
@@ -312,6 +320,7 @@ class AcontextMirror:
         sessions = self.journal.sessions_waiting(first=self.session_id)
         if self._unjournaled and self.session_id not in sessions:
             sessions.insert(0, self.session_id)
+        sessions += [s for s in self.journal.sessions_to_learn() if s not in sessions]
         if self._opening is not None:  # a new session without an answer yet (see create)
             sessions = [session_id for session_id in sessions if session_id != self.session_id]
         for session_id in sessions:
@@ -332,6 +341,8 @@ class AcontextMirror:
         The journal is read again until it has nothing left: a message journaled while others
         were being sent goes before those kept in memory after it (on a full disk).
         """
+        with self._write_errors():
+            self._ensure_learned(session_id)  # one created already (resumed, `/learn`)
         while entries := self.journal.sendable(session_id):
             for entry in entries:
                 if self._stop.is_set() or not self._send(entry):
@@ -413,11 +424,26 @@ class AcontextMirror:
                 configs=pending.configs, user=pending.user, use_uuid=pending.id
             )
             self.journal.mark_created(session_id)
+            self._ensure_learned(session_id)
+
+    def _ensure_learned(self, session_id: str) -> None:
+        """Send the session's learn, if one waits: after its creation, before its messages."""
+        learn = self.journal.learn(session_id)
+        if learn is None or learn.state != LEARN_WAITING:
+            return
+        if self.journal.uncreated_session(session_id) is not None:
+            return  # sent with the session's creation, before its first message
+        problem = send_learn(self.api.client, self.journal, learn, self._settings.session_tag)
+        if problem:
+            self.learn_problems.append(problem)
+            if self._on_problem is not None:
+                self._on_problem(problem)
 
     def _waiting(self, session_id: str | None) -> int:
-        """Messages the writer can still send (held ones cannot)."""
+        """Messages the writer can still send (held ones cannot), and learns waiting alone."""
         unjournaled = 0 if self._unjournaled_held else len(self._unjournaled)
-        return self.journal.count_waiting(session_id) + unjournaled
+        learns = [s for s in self.journal.sessions_to_learn() if session_id in (None, s)]
+        return self.journal.count_waiting(session_id) + unjournaled + len(learns)
 
     def _stalled(self, now: float, progressed: float) -> bool:
         failing_since = self._failing_since

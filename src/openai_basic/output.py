@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
     from openai_basic.acontext_api import Task, TaskReport
     from openai_basic.agent import Usage
     from openai_basic.journal import Held
+    from openai_basic.learning import LearningOutcome
     from openai_basic.tools import ToolResult
 
 ARGUMENTS_SHOWN = 80
@@ -176,6 +177,14 @@ class Output:
         else:
             self.status(text)
 
+    def learning(self, status: str) -> None:
+        """A status of Acontext's learning from the session (pending, skill_writing, ...)."""
+        text = f"Acontext is learning from the session: {printable(status)}"
+        if self._spinner is not None:
+            self.update(text)
+        else:
+            self.status(text)
+
     # -- stdout: replies, tasks, JSON ---------------------------------------------------------
 
     def text_piece(self, piece: str) -> None:
@@ -209,6 +218,22 @@ class Output:
             for task in report.tasks:
                 print(_task_text(task), file=self._out)
             self._out.flush()
+
+    def learned(self, outcome: LearningOutcome) -> None:
+        """The skills learning created or updated, one line each with name and description."""
+        if self.json_mode or outcome.status != "completed":
+            return
+        if outcome.changes:
+            lines = ["Skills learned:"]
+            lines += [
+                f"  {c.skill.name} ({c.change}): {' '.join(c.skill.description.split())}"
+                for c in outcome.changes
+            ]
+        elif outcome.skills:
+            lines = ["No skills were created or updated from this session."]
+        else:
+            lines = [f"Learning space {outcome.space_id} has no skills."]
+        self.lines(lines)
 
     def lines(self, lines: Iterable[str]) -> None:
         """Lines of stored text (history, sessions) or of a report; printed as plain text."""

@@ -7,12 +7,13 @@ import importlib
 import threading
 from typing import Literal
 
-Part = Literal["openai", "acontext"]
+Part = Literal["openai", "acontext", "skills"]
 
 # What each part imports, in order. acontext imports openai itself, so openai comes first.
 _PARTS: dict[Part, tuple[str, ...]] = {
     "openai": ("httpx", "openai", "openai.resources.chat"),
     "acontext": ("acontext", "acontext.errors"),
+    "skills": ("acontext.agent.skill",),  # the SDK's skill tools, for learning (after the rest)
 }
 _loaded = {part: threading.Event() for part in _PARTS}
 _start_lock = threading.Lock()

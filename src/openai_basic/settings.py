@@ -6,6 +6,7 @@ import functools
 import io
 import math
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -71,6 +72,9 @@ class Settings:
     strict_tools: bool = True
     approve_tools: ApprovalPolicy = "ask"  # for the tools that need approval
     session_tag: str = field(default_factory=project_name)
+    learn: bool = False  # attach sessions to a learning space and recall its skills
+    learning_space: str = ""  # a space id; empty: the one remembered in the state folder
+    learn_wait_seconds: float = 60.0
 
 
 def load_settings(
@@ -148,6 +152,13 @@ def _url(raw: str, name: str) -> str:
     return raw.rstrip("/")
 
 
+def _space_id(raw: str, name: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be a learning space id (a UUID), not {raw!r}") from None
+
+
 def _whole(raw: str, name: str, least: int = 1) -> int:
     try:
         value = int(raw)
@@ -200,4 +211,7 @@ READERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "AGENT_STRICT_TOOLS": ("strict_tools", _flag),
     "AGENT_APPROVE_TOOLS": ("approve_tools", _approval_policy),
     "AGENT_SESSION_TAG": ("session_tag", _text),
+    "AGENT_LEARN": ("learn", _flag),
+    "AGENT_LEARNING_SPACE": ("learning_space", _space_id),
+    "AGENT_LEARN_WAIT_SECONDS": ("learn_wait_seconds", _seconds),
 }

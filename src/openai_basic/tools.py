@@ -13,6 +13,7 @@ supplied by the caller of ``call_all``, says yes. A "no" is a tool result the mo
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import re
@@ -99,7 +100,7 @@ class Tool:
         """The function tool; without ``strict`` for the servers that reject the flag."""
         function = dict(self.definition["function"])
         if not strict:
-            del function["strict"]
+            function.pop("strict", None)  # a tool defined by its schema may have none
         return {"type": "function", "function": function}
 
 
@@ -144,6 +145,18 @@ class ToolRegistry:
 
     def __iter__(self) -> Iterator[Tool]:
         return iter(self._tools.values())
+
+    def extended(self, tools: Iterable[Tool]) -> ToolRegistry:
+        """A registry with these tools too (``schema_tool`` makes them); this one is unchanged."""
+        registry = copy.copy(self)
+        registry._tools = dict(self._tools)
+        for tool in tools:
+            if tool.name in registry._tools:
+                raise ToolDefinitionError(
+                    tool.name, ["a tool with this name is already registered"]
+                )
+            registry._tools[tool.name] = tool
+        return registry
 
     def __len__(self) -> int:
         return len(self._tools)
@@ -268,11 +281,12 @@ def _arguments(tool: Tool, arguments: str) -> dict[str, Any] | str:
         parsed = tool.arguments_model.model_validate(raw)
     except ValidationError as exc:
         return f"Error: invalid arguments for {tool.name}: {_describe(exc)}"
-    return {  # null for a parameter with a default means "use the default"
+    fields = {  # null for a parameter with a default means "use the default"
         name: getattr(parsed, name)
         for name in type(parsed).model_fields
         if not (name in tool.defaults and getattr(parsed, name) is None)
     }
+    return {**fields, **(parsed.model_extra or {})}  # a schema tool's arguments are all extra
 
 
 def _capped(content: str, limit: int) -> str:
@@ -381,3 +395,34 @@ def _to_text(value: Any) -> str:
     if isinstance(value, BaseModel):
         return value.model_dump_json()
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class _AnyArguments(BaseModel):
+    """The arguments of a tool defined by its schema: any JSON object, passed on whole."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def schema_tool(
+    definition: dict[str, Any],
+    function: Callable[[dict[str, Any]], Any],
+    *,
+    timeout: float = Settings.tool_timeout_seconds,
+) -> Tool:
+    """A tool defined by its OpenAI function schema, sent as it is (not made strict), whose
+    ``function`` is called with the parsed arguments: for tools that come with their schema,
+    such as an SDK's. Add it with ``ToolRegistry.extended``."""
+    described = definition["function"]
+
+    def call(**arguments: Any) -> Any:
+        return function(arguments)
+
+    return Tool(
+        name=described["name"],
+        description=described.get("description", ""),
+        function=call,
+        arguments_model=_AnyArguments,
+        defaults=frozenset(),
+        timeout=timeout,
+        definition=definition,
+    )
