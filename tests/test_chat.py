@@ -145,7 +145,7 @@ def test_a_reply_cut_mid_stream_costs_the_turn_and_the_next_message_goes_on(
     with chat_terminal(agent, stream=True) as chat:
         chat.wait_for("you> ")
         chat.type("weather?\r")
-        told = chat.wait_for("error: OpenAI: ")
+        told = chat.wait_for("error: OpenAI: the reply was cut off mid-stream; ask again")
         chat.wait_for("you> ", after=told)
         chat.type("again\r")
         answered = chat.wait_for("echo: again", after=told)

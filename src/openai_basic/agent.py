@@ -230,11 +230,17 @@ def _gathered(
     """The streamed completion as the SDK accumulates it (None when nothing came)."""
     state: ChatCompletionStreamState[None] = ChatCompletionStreamState()
     completion: ChatCompletion | None = None
-    for chunk in stream:
-        for event in state.handle_chunk(chunk):
-            if isinstance(event, ContentDeltaEvent) and event.delta:
-                on_text(event.delta)
-        completion = state.current_completion_snapshot
+    try:
+        for chunk in stream:
+            for event in state.handle_chunk(chunk):
+                if isinstance(event, ContentDeltaEvent) and event.delta:
+                    on_text(event.delta)
+            completion = state.current_completion_snapshot
+    except openai.APIConnectionError as exc:
+        if completion is None:  # nothing came: the server could not be reached
+            raise
+        # the SDK says the same of a reply cut off: name it, so no one checks their settings
+        raise ServiceError("OpenAI", "the reply was cut off mid-stream; ask again") from exc
     return completion
 
 
