@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
+import openai_basic.mirror
 from openai_basic.output import Output
 from openai_basic.prompt import Prompt
 from tests.conftest import AGENT, AgentCommand, Run, typed, wait_for
@@ -383,8 +386,9 @@ def test_a_block_between_triple_quotes_is_one_message(cli: Cli, model: FakeOpenA
 
 
 def test_tasks_while_messages_wait_for_acontext_says_so(
-    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+    cli: Cli, model: FakeOpenAI, acontext: FakeAcontext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(openai_basic.mirror, "STALL_SECONDS", 0.5)  # give up on a down Acontext
     model.responder = echo_responder
     acontext.stop()
     run = cli(input=typed("hi", "/tasks"), terminal=True)
