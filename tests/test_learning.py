@@ -17,7 +17,8 @@ from acontext import AcontextClient
 import openai_basic.mirror
 from openai_basic.errors import ServiceError
 from openai_basic.journal import Journal
-from openai_basic.learning import space_for, write_skill_file
+from openai_basic.learning import space_for
+from openai_basic.skills import write_skill_file
 from tests.conftest import Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import FakeOpenAI, ToolCallSpec, echo_responder, text, tool_calls

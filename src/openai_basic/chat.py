@@ -257,12 +257,12 @@ def _tools(chat: Chat, arguments: list[str]) -> None:
 
 
 def _skills(chat: Chat, arguments: list[str]) -> None:
-    from openai_basic import learning
+    from openai_basic.skills import known_skills
 
     if chat.conversation is not None:
         found = chat.conversation.learning.skills()
     else:
-        found = learning.known_skills(chat.settings, chat.user)
+        found = known_skills(chat.settings, chat.user)
     if found is None:
         chat.out.status("no learning space yet: /learn makes one with this session")
         return

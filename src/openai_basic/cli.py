@@ -68,7 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("prompt", nargs="?", help="run one turn with this prompt")
-    resume = parser.add_mutually_exclusive_group()
+    _add_session_arguments(parser)
+    _add_agent_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object when done")
+    parser.add_argument("--no-stream", action="store_true", help="print replies when complete")
+    return parser
+
+
+def _add_session_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the session")
+    resume = group.add_mutually_exclusive_group()
     resume.add_argument("--resume", metavar="SESSION_ID", help="continue an Acontext session")
     resume.add_argument(
         "-c",
@@ -77,26 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue this agent's newest session",
     )
-    parser.add_argument("--demo", action="store_true", help="run the scripted trip demo")
-    parser.add_argument("--json", action="store_true", help="print one JSON object when done")
-    parser.add_argument(
+    group.add_argument("--user", metavar="NAME", help="the user the new session belongs to")
+    group.add_argument(
         "--learn",
         action="store_true",
         help="learn from this session and recall what earlier ones taught (AGENT_LEARN=true)",
     )
-    parser.add_argument("--user", metavar="NAME", help="the user the new session belongs to")
-    parser.add_argument("--model", help="the chat model (instead of OPENAI_MODEL)")
-    system = parser.add_mutually_exclusive_group()
+    group.add_argument("--demo", action="store_true", help="run the scripted trip demo")
+
+
+def _add_agent_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the agent")
+    group.add_argument("--model", help="the chat model (instead of OPENAI_MODEL)")
+    system = group.add_mutually_exclusive_group()
     system.add_argument("--system", metavar="TEXT", help="the system prompt for a new session")
     system.add_argument("--system-file", metavar="PATH", type=Path, help="read it from a file")
-    parser.add_argument("--no-stream", action="store_true", help="print replies when complete")
-    parser.add_argument(
+    group.add_argument(
         "-y",
         "--yes",
         action="store_true",
         help="run the tools that need approval without asking (AGENT_APPROVE_TOOLS=always)",
     )
-    return parser
 
 
 def build_command_parser(command: str) -> argparse.ArgumentParser:
@@ -399,21 +409,25 @@ def _report(outcome: ChatOutcome, out: Output, as_json: bool) -> int:
             f"see the tasks later with: agent tasks {outcome.session_id}"
         )
     if as_json:
-        out.json(
-            {
-                "session_id": outcome.session_id,
-                "reply": outcome.replies[-1] if outcome.replies else "",
-                "replies": list(outcome.replies),
-                "tasks": [task_payload(task) for task in report.tasks],
-                "unprocessed": report.unprocessed,
-                "unsent": report.unsent,
-                "held": [dataclasses.asdict(held) for held in outcome.held],
-                "usage": dataclasses.asdict(outcome.usage),
-                **(_learning_payload(learning) if learning is not None else {}),
-            }
-        )
+        out.json(_outcome_payload(outcome))
     failed = report.unsent or outcome.held or (learning is not None and learning.problem)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _outcome_payload(outcome: ChatOutcome) -> dict[str, object]:
+    """What ``--json`` prints at the end of a conversation."""
+    report, learning = outcome.report, outcome.learning
+    return {
+        "session_id": outcome.session_id,
+        "reply": outcome.replies[-1] if outcome.replies else "",
+        "replies": list(outcome.replies),
+        "tasks": [task_payload(task) for task in report.tasks],
+        "unprocessed": report.unprocessed,
+        "unsent": report.unsent,
+        "held": [dataclasses.asdict(held) for held in outcome.held],
+        "usage": dataclasses.asdict(outcome.usage),
+        **(_learning_payload(learning) if learning is not None else {}),
+    }
 
 
 def _learning_payload(learning: LearningOutcome) -> dict[str, object]:
@@ -532,39 +546,55 @@ def _history(args: argparse.Namespace, settings: Settings, out: Output) -> int:
 
 def _skills(args: argparse.Namespace, settings: Settings, out: Output) -> int:
     """The learning space's skills: listed, one shown, or pulled into a folder."""
-    from openai_basic import learning
+    from openai_basic import skills
 
     if args.action and not args.target:
         raise ConfigError(
             f"agent skills {args.action} needs a {'NAME' if args.action == 'show' else 'DIR'}"
         )
-    space_id = learning.command_space(settings, args.user)
+    space_id = skills.command_space(settings, args.user)
     with AcontextApi(settings) as api:
         if args.action == "show":
-            text = learning.skill_text(api, space_id, args.target)
-            if args.json:
-                out.json({"space_id": space_id, "name": args.target, "skill_md": text})
-            else:
-                out.lines(text.splitlines())
-            return EXIT_OK
-        if args.action == "pull":
-            pulled = learning.pull_skills(api, space_id, Path(args.target), name=args.skill)
-            if args.json:
-                folders = {skill.name: str(skill.folder) for skill in pulled}
-                out.json({"space_id": space_id, "pulled": folders})
-            for skill in pulled:
-                out.status(
-                    f"pulled {skill.name}: {plural(len(skill.files), 'file')} into {skill.folder}"
-                )
-            return EXIT_OK
-        skills = learning.list_skills(api, space_id)
-    if args.json:
-        out.json({"space_id": space_id, "skills": [dataclasses.asdict(s) for s in skills]})
-    elif not skills:
+            _show_skill(api, space_id, args.target, out, as_json=args.json)
+        elif args.action == "pull":
+            _pull_skills(api, space_id, Path(args.target), args.skill, out, as_json=args.json)
+        else:
+            _list_skills(api, space_id, out, as_json=args.json)
+    return EXIT_OK
+
+
+def _show_skill(api: AcontextApi, space_id: str, name: str, out: Output, *, as_json: bool) -> None:
+    from openai_basic.skills import skill_text
+
+    text = skill_text(api, space_id, name)
+    if as_json:
+        out.json({"space_id": space_id, "name": name, "skill_md": text})
+    else:
+        out.lines(text.splitlines())
+
+
+def _pull_skills(
+    api: AcontextApi, space_id: str, folder: Path, name: str | None, out: Output, *, as_json: bool
+) -> None:
+    from openai_basic.skills import pull_skills
+
+    pulled = pull_skills(api, space_id, folder, name=name)
+    if as_json:
+        out.json({"space_id": space_id, "pulled": {s.name: str(s.folder) for s in pulled}})
+    for skill in pulled:
+        out.status(f"pulled {skill.name}: {plural(len(skill.files), 'file')} into {skill.folder}")
+
+
+def _list_skills(api: AcontextApi, space_id: str, out: Output, *, as_json: bool) -> None:
+    from openai_basic.skills import list_skills
+
+    listed = list_skills(api, space_id)
+    if as_json:
+        out.json({"space_id": space_id, "skills": [dataclasses.asdict(s) for s in listed]})
+    elif not listed:
         out.lines([f"Learning space {space_id} has no skills yet."])
     else:
-        out.lines(f"{s.name}: {' '.join(s.description.split())}" for s in skills)
-    return EXIT_OK
+        out.lines(f"{s.name}: {' '.join(s.description.split())}" for s in listed)
 
 
 def _doctor(args: argparse.Namespace, settings: Settings, out: Output) -> int:

@@ -50,6 +50,14 @@ def make_registry(settings: Settings, tools: Iterable[ToolFunction] = TOOLS) -> 
     )
 
 
+def make_client(settings: Settings) -> OpenAI:
+    return OpenAI(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        max_retries=settings.openai_max_retries,
+    )
+
+
 def make_spec(settings: Settings, registry: ToolRegistry, system_prompt: str) -> AgentSpec:
     """The agent the settings describe; a resumed session brings its own system prompt."""
     return AgentSpec(
@@ -76,11 +84,7 @@ class Conversation:
         self.settings = settings
         self.out = out
         self.registry = registry if registry is not None else make_registry(settings)
-        self.client = OpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
-            max_retries=settings.openai_max_retries,
-        )
+        self.client = make_client(settings)
         self.mirror = AcontextMirror(
             settings, on_problem=lambda text: out.status(f"acontext: {text}"), on_held=out.held
         )
