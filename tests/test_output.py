@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from openai_basic import output
+from openai_basic import markdown
 from openai_basic.output import Output
 from openai_basic.settings import Settings
 from tests.conftest import AGENT, AgentCommand, Run
@@ -89,7 +89,7 @@ def test_model_and_tool_text_cannot_drive_the_terminal(
 def test_a_control_sequence_split_across_pieces_is_still_removed(
     monkeypatch: pytest.MonkeyPatch, redraw_seconds: float
 ) -> None:
-    monkeypatch.setattr(output, "REDRAW_SECONDS", redraw_seconds)
+    monkeypatch.setattr(markdown, "REDRAW_SECONDS", redraw_seconds)
     for cut in range(1, len(HOSTILE)):
         stdout = Screen(True)
         out = Output(stdout=stdout, stderr=Screen(True))

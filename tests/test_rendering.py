@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import rich.markdown
 
-from openai_basic import output
+from openai_basic import markdown
 from openai_basic.output import Output
 from openai_basic.text import plural
 from openai_basic.tools import ToolResult
@@ -110,7 +110,7 @@ def printed(reply: str) -> str:
 def test_a_streamed_reply_ends_as_the_whole_reply_printed_at_once(
     monkeypatch: pytest.MonkeyPatch, redraw_seconds: float, cut: Any
 ) -> None:
-    monkeypatch.setattr(output, "REDRAW_SECONDS", redraw_seconds)
+    monkeypatch.setattr(markdown, "REDRAW_SECONDS", redraw_seconds)
 
     screen = visible(streamed(cut(REPLY)))
 
@@ -146,7 +146,7 @@ def test_rendering_costs_grow_with_the_reply_not_its_square(
             super().__init__(markup, **options)
 
     monkeypatch.setattr(rich.markdown, "Markdown", Counted)
-    monkeypatch.setattr(output, "REDRAW_SECONDS", 0)
+    monkeypatch.setattr(markdown, "REDRAW_SECONDS", 0)
 
     def cost(copies: int) -> int:
         handed.clear()

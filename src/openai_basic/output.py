@@ -12,17 +12,15 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from openai_basic.text import plural
+from openai_basic.markdown import StreamedReply, Trimmed, as_markdown
+from openai_basic.text import plural, printable
 
 if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
-    from rich.console import Console, ConsoleOptions
-    from rich.markdown import Markdown
-    from rich.segment import Segment
+    from rich.console import Console
     from rich.status import Status
 
     from openai_basic.acontext_api import Task, TaskReport
@@ -32,26 +30,8 @@ if TYPE_CHECKING:  # kept light: the terminal comes up before the SDKs load
     from openai_basic.tools import ToolResult
 
 ARGUMENTS_SHOWN = 80
-# How often at most the unfinished block of a streamed reply is drawn again: a model sends pieces
-# faster than anyone reads, and each drawing renders the block anew.
-REDRAW_SECONDS = 1 / 12
 STATUS_COLOURS = {"success": "green", "failed": "red", "running": "yellow", "pending": "blue"}
 
-# What a terminal would obey rather than show: escape sequences (a string such as OSC's runs to
-# its terminator, or unfinished to the end of the line), their 8-bit C1 forms, the C0 controls but
-# tab and newline, DEL, and the bidi overrides that make text read otherwise than it is stored.
-_CONTROLS = re.compile(
-    r"""
-      (?: \x1b[P\]X^_] | [\x90\x98\x9d\x9e\x9f] ) [^\x07\x1b\x9c\n]* (?: \x07 | \x1b\\ | \x9c )?
-    | (?: \x1b\[ | \x9b ) [0-?]* [ -/]* [@-~]?
-    | \x1b [ -/]* [0-~]?
-    | [\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]
-    """,
-    re.VERBOSE,
-)
-# A line that opens or closes a fenced code block, and one that starts a list item.
-_FENCE = re.compile(r"\s*(`{3,}|~{3,})")
-_LIST_ITEM = re.compile(r"(?:[-+*]|\d{1,9}[.)])(?:\s|$)")
 # The user-info of a URL (http://user:password@host) is a credential as often as a name.
 _URL_USER_INFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]+@")
 
@@ -78,7 +58,7 @@ class Output:
         self._out_console: Console | None = None
         self._err_console: Console | None = None
         self._spinner: Status | None = None
-        self._streamed: _StreamedReply | None = None
+        self._streamed: StreamedReply | None = None
         self._syncing = False  # this wait for Acontext has had its line
         self._above_prompt: Callable[[str], bool] | None = None
 
@@ -191,7 +171,7 @@ class Output:
         """A piece of a streamed reply, drawn as Markdown as it comes."""
         self._stop_spinner()
         if self._streamed is None:
-            self._streamed = _StreamedReply(self._console_out())
+            self._streamed = StreamedReply(self._console_out())
         self._streamed.add(piece)
 
     def reply(self, text: str) -> None:
@@ -202,7 +182,7 @@ class Output:
             return
         text = printable(text)
         if self.rich_out:
-            self._console_out().print(_Trimmed(_markdown(text)))
+            self._console_out().print(Trimmed(as_markdown(text)))
         else:
             print(text, file=self._out, flush=True)
 
@@ -294,11 +274,6 @@ def _wait(count: int) -> str:
     return "waits" if count == 1 else "wait"
 
 
-def printable(text: str) -> str:
-    """The text without anything a terminal would obey: a model, a tool or a session wrote it."""
-    return _CONTROLS.sub("", text)
-
-
 def mask(secret: str) -> str:
     """Enough of a key to recognise it, not enough to use it."""
     return f"{secret[:3]}…{secret[-4:]}" if len(secret) >= 12 else "…"
@@ -352,143 +327,6 @@ def _notes(notes: Iterable[str]) -> Any:
 
     text = printable("\n".join(notes))
     return Text(text) if text else Text("—", style="dim")
-
-
-class _StreamedReply:
-    """A reply drawn on the terminal as it streams in.
-
-    Drawing the whole reply again for each piece costs more with every piece. Instead each
-    Markdown block is printed once, for good, when the next one starts, and only the unfinished
-    block is drawn again (live, at most every ``REDRAW_SECONDS``).
-    """
-
-    def __init__(self, console: Console) -> None:
-        from rich.live import Live
-
-        self._blocks = _Blocks()
-        self._gap = False  # whether the next block is set off by a blank line, as Markdown does
-        self._drawn_at = -float("inf")
-        self._live = Live(console=console, auto_refresh=False, transient=False)
-        self._live.start()
-
-    def add(self, piece: str) -> None:
-        finished = self._blocks.add(piece)
-        now = time.monotonic()
-        if not finished and now - self._drawn_at < REDRAW_SECONDS:
-            return
-        printed = [self._block(text) for text in finished]
-        # the live part shows the new block before the finished ones are printed above it
-        self._live.update(self._unfinished(), refresh=True)
-        if printed:
-            self._live.console.print(*printed)
-        self._drawn_at = now
-
-    def close(self) -> None:
-        """Draw the unfinished block a last time, and leave it on the terminal."""
-        self._live.update(self._unfinished())
-        self._live.stop()
-
-    def _block(self, text: str) -> _Trimmed:
-        markdown = _markdown(text)
-        block = _Trimmed(markdown, gap=self._gap)
-        if markdown.parsed:  # a horizontal rule ends with a blank line of its own
-            self._gap = markdown.parsed[-1].type != "hr"
-        return block
-
-    def _unfinished(self) -> _Trimmed:
-        return _Trimmed(_markdown(self._blocks.unfinished), gap=self._gap)
-
-
-class _Blocks:
-    """A streamed reply cut into Markdown blocks as it comes.
-
-    A block ends at a blank line outside a fenced code block, once the next line starts a new
-    block: one that is not indented (a list item's or code's continuation) nor a list item (a
-    list with blank lines between its items is one list). The text is made printable a whole
-    line at a time: no control sequence spans a newline, so one split across pieces is still
-    removed whole.
-    """
-
-    def __init__(self) -> None:
-        self._partial: list[str] = []  # the pieces of the line not ended yet
-        self._lines: list[str] = []  # the ended lines of the unfinished block, printable
-        self._fence = ""  # the fence of the open code block
-        self._has_text = False  # blank lines before the first text end no block
-
-    def add(self, piece: str) -> list[str]:
-        """Take the next piece; return the blocks it finished."""
-        self._partial.append(piece)
-        if "\n" not in piece:
-            return []
-        *ended, rest = "".join(self._partial).split("\n")
-        self._partial = [rest]
-        finished = []
-        for line in map(printable, ended):
-            if self._starts_block(line):
-                finished.append("\n".join(self._lines))
-                self._lines = []
-            self._lines.append(line)
-            self._has_text = self._has_text or bool(line.strip())
-            self._fence = _fence_after(self._fence, line)
-        return finished
-
-    @property
-    def unfinished(self) -> str:
-        """The unfinished block as far as it came."""
-        return "\n".join([*self._lines, printable("".join(self._partial))])
-
-    def _starts_block(self, line: str) -> bool:
-        after_blank = self._has_text and not self._lines[-1].strip() and not self._fence
-        return after_blank and line[:1] not in ("", " ", "\t") and not _LIST_ITEM.match(line)
-
-
-def _fence_after(fence: str, line: str) -> str:
-    """The fence of the open code block after this line; empty outside a code block."""
-    found = _FENCE.match(line)
-    if found is None:
-        return fence
-    marker = found.group(1)
-    if not fence:
-        return marker
-    closes = marker[0] == fence[0] and len(marker) >= len(fence)
-    return "" if closes and not line[found.end() :].strip() else fence
-
-
-def _markdown(text: str) -> Markdown:
-    from rich.markdown import Markdown
-
-    # A link's URL is shown after its text: many terminals cannot show an OSC 8 link's target
-    # and none can be asked, and a target the reader cannot see is one the model chose.
-    return Markdown(text, hyperlinks=False)
-
-
-class _Trimmed:
-    """Rendered Markdown without the spaces that pad each line to the console's width."""
-
-    def __init__(self, markdown: Markdown, *, gap: bool = False) -> None:
-        self.markdown = markdown
-        self.gap = gap
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
-        from rich.segment import Segment
-
-        if self.gap:
-            yield Segment.line()
-        for line in console.render_lines(self.markdown, options, pad=False):
-            yield from _rstripped(line)
-            yield Segment.line()
-
-
-def _rstripped(line: list[Segment]) -> list[Segment]:
-    from rich.segment import Segment
-
-    while line:
-        text, style, control = line[-1]
-        if text.rstrip():
-            line[-1] = Segment(text.rstrip(), style, control)
-            break
-        line.pop()
-    return line
 
 
 class _Guarded(io.TextIOBase):

@@ -4,7 +4,8 @@ Python hands undecodable bytes from argv, the environment and surrogate-escaped 
 lone surrogates, and a JSON reply may carry one too. Such a string cannot be encoded, so it would
 crash the first HTTP request or journal write that meets it. Each becomes U+FFFD instead.
 
-Also ``plural``, so that a count of one is not told as "1 messages".
+Text a model, a tool or a session wrote is made ``printable`` before it reaches a terminal: no
+escape sequence in it is obeyed. Also ``plural``, so that one is not told as "1 messages".
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ from typing import Any
 
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# What a terminal would obey rather than show: escape sequences (a string such as OSC's runs to
+# its terminator, or unfinished to the end of the line), their 8-bit C1 forms, the C0 controls but
+# tab and newline, DEL, and the bidi overrides that make text read otherwise than it is stored.
+_CONTROLS = re.compile(
+    r"""
+      (?: \x1b[P\]X^_] | [\x90\x98\x9d\x9e\x9f] ) [^\x07\x1b\x9c\n]* (?: \x07 | \x1b\\ | \x9c )?
+    | (?: \x1b\[ | \x9b ) [0-?]* [ -/]* [@-~]?
+    | \x1b [ -/]* [0-~]?
+    | [\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]
+    """,
+    re.VERBOSE,
+)
 
 
 def valid(text: str) -> str:
@@ -51,3 +64,8 @@ def decode(data: bytes) -> tuple[str, bool]:
         return data.decode("utf-8"), False
     except UnicodeDecodeError:
         return data.decode("utf-8", "replace"), True
+
+
+def printable(text: str) -> str:
+    """The text without anything a terminal would obey: a model, a tool or a session wrote it."""
+    return _CONTROLS.sub("", text)

@@ -8,7 +8,7 @@ import re
 import time
 from statistics import median
 
-from openai_basic import output
+from openai_basic import markdown
 from openai_basic.output import Output, printable
 from tests.benchmarks.harness import Row, at_most
 
@@ -51,8 +51,8 @@ def render_seconds(pieces: int, *, redraw_seconds: float | None = None) -> float
     ``redraw_seconds=0`` the unfinished block is drawn again for every piece (the worst case)."""
     parts = reply_pieces(pieces)
     out = Output(stream=True, stdout=_Terminal(), stderr=_Terminal())
-    usual = output.REDRAW_SECONDS
-    output.REDRAW_SECONDS = usual if redraw_seconds is None else redraw_seconds
+    usual = markdown.REDRAW_SECONDS
+    markdown.REDRAW_SECONDS = usual if redraw_seconds is None else redraw_seconds
     try:
         started = time.perf_counter()
         for piece in parts:
@@ -60,7 +60,7 @@ def render_seconds(pieces: int, *, redraw_seconds: float | None = None) -> float
         out.reply("".join(parts))
         return time.perf_counter() - started
     finally:
-        output.REDRAW_SECONDS = usual
+        markdown.REDRAW_SECONDS = usual
 
 
 def baseline_seconds(pieces: int) -> float:
