@@ -90,8 +90,9 @@ def test_doctor_passes_when_everything_works(
     model.script(tool_calls(("ping", "{}")))
     run = cli("doctor")
     assert run.code == 0, run.stdout
-    assert "  OPENAI_API_KEY     …" in run.stdout  # too short to show any of it
+    assert "  OPENAI_API_KEY        …" in run.stdout  # too short to show any of it
     assert "sk-test" not in run.stdout and "sk-ac-test" not in run.stdout
+    assert "  AGENT_LEARN           off (--learn turns it on)" in run.stdout
     assert run.stdout.splitlines()[-6:] == [
         "checks",
         f"  ok    journal in {tmp_path / '.agent'}: not created yet",
@@ -114,7 +115,7 @@ def test_doctor_says_what_to_fix(cli: Cli, model: FakeOpenAI, acontext: FakeAcon
     )
     assert "acontext server up" in checks[0]
     assert checks[1] == "  FAIL  OpenAI key accepted: rejected: check OPENAI_API_KEY"
-    assert "  OPENAI_API_KEY     sk-…1234" in run.stdout
+    assert "  OPENAI_API_KEY        sk-…1234" in run.stdout
     assert "sk-wrong-key-1234" not in run.stdout + run.stderr
 
 
@@ -140,7 +141,7 @@ def test_doctor_flags_an_unknown_model(cli: Cli, model: FakeOpenAI) -> None:
 def test_doctor_without_an_openai_key(cli: Cli, model: FakeOpenAI) -> None:
     run = cli("doctor", env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
     assert run.code == 1
-    assert "  OPENAI_API_KEY     (not set)" in run.stdout
+    assert "  OPENAI_API_KEY        (not set)" in run.stdout
     assert run.stdout.splitlines()[-1].startswith(
         "  FAIL  OpenAI key accepted: OPENAI_API_KEY is not set"
     )
@@ -150,7 +151,7 @@ def test_doctor_without_an_openai_key(cli: Cli, model: FakeOpenAI) -> None:
 def test_doctor_flags_the_placeholder_key(cli: Cli, model: FakeOpenAI) -> None:
     run = cli("doctor", env={"OPENAI_API_KEY": "sk-...", "OPENAI_BASE_URL": ""})
     assert run.code == 1
-    assert "  OPENAI_API_KEY     sk-... (the placeholder from .env.example)" in run.stdout
+    assert "  OPENAI_API_KEY        sk-... (the placeholder from .env.example)" in run.stdout
     assert run.stdout.splitlines()[-1] == (
         "  FAIL  OpenAI key accepted: "
         "OPENAI_API_KEY is the placeholder sk-... from .env.example: put your key in .env"
@@ -226,8 +227,8 @@ def test_doctor_masks_keys_in_the_user_info_of_urls(
     )
     assert "secret-in-url" not in run.stdout + run.stderr
     masked = acontext.base_url.replace("://", "://…@")
-    assert f"  OPENAI_BASE_URL    {model.base_url.replace('://', '://…@')}" in run.stdout
-    assert f"  ACONTEXT_BASE_URL  {masked}" in run.stdout
+    assert f"  OPENAI_BASE_URL       {model.base_url.replace('://', '://…@')}" in run.stdout
+    assert f"  ACONTEXT_BASE_URL     {masked}" in run.stdout
     assert f"Acontext: cannot reach {masked} (" in run.stdout
 
 

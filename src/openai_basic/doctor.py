@@ -54,14 +54,19 @@ def settings_lines(settings: Settings) -> list[str]:
     openai_key = mask(settings.openai_api_key) if settings.openai_api_key else "(not set)"
     if settings.openai_api_key == PLACEHOLDER_OPENAI_API_KEY:
         openai_key = f"{PLACEHOLDER_OPENAI_API_KEY} (the placeholder from .env.example)"
-    return [
-        f"OPENAI_API_KEY     {openai_key}",
-        f"OPENAI_BASE_URL    {mask_urls(settings.openai_base_url or '(OpenAI)')}",
-        f"OPENAI_MODEL       {settings.openai_model}",
-        f"ACONTEXT_API_KEY   {mask(settings.acontext_api_key)}",
-        f"ACONTEXT_BASE_URL  {mask_urls(settings.acontext_base_url)}",
-        f"AGENT_STATE_DIR    {settings.state_dir}",
-    ]
+    space = settings.learning_space or "(made for each --user on first use, and remembered)"
+    shown = {
+        "OPENAI_API_KEY": openai_key,
+        "OPENAI_BASE_URL": mask_urls(settings.openai_base_url or "(OpenAI)"),
+        "OPENAI_MODEL": settings.openai_model,
+        "ACONTEXT_API_KEY": mask(settings.acontext_api_key),
+        "ACONTEXT_BASE_URL": mask_urls(settings.acontext_base_url),
+        "AGENT_STATE_DIR": str(settings.state_dir),
+        "AGENT_LEARN": "on" if settings.learn else "off (--learn turns it on)",
+        "AGENT_LEARNING_SPACE": space,
+    }
+    width = max(map(len, shown))
+    return [f"{name:<{width}}  {value}" for name, value in shown.items()]
 
 
 def run_checks(settings: Settings) -> list[Check]:

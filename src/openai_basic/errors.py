@@ -51,6 +51,14 @@ class ServiceError(AgentError):
         super().__init__(f"{service}: {message}")
 
 
+class SpaceNotFoundError(ServiceError):
+    """The learning space named by the setting, or remembered, does not exist in Acontext."""
+
+    def __init__(self, space_id: str) -> None:
+        self.space_id = space_id
+        super().__init__("Acontext", f"no learning space {space_id}")
+
+
 class JournalError(ServiceError):
     """Writing the local journal failed at run time (a full disk, a lock held too long)."""
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from openai_basic.acontext_api import load_sdk, retryable
-from openai_basic.errors import AgentError, JournalError
+from openai_basic.errors import AgentError, JournalError, SpaceNotFoundError
 from openai_basic.journal import LEARN_FAILED, LEARN_WAITING, Journal, Learn
 from openai_basic.output import Output
 from openai_basic.preload import preload
@@ -248,7 +248,10 @@ class SessionLearning:
             )
             return None
         if self._recall is None:
-            self._out.status(f"acontext: cannot recall skills: {self._failure}; going on without")
+            if self._failure:
+                self._out.status(
+                    f"acontext: cannot recall skills: {self._failure}; going on without them"
+                )
             return None
         recall = self._recall
         if not recall.skills:
@@ -338,6 +341,10 @@ class SessionLearning:
                 )
                 if self._before is None:
                     self._before = self._recall.skills
+        except SpaceNotFoundError:
+            self._failure = (
+                ""  # not told here: attaching fails on it too, and the run ends saying so
+            )
         except (AgentError, ValueError) as exc:  # ValueError: the SDK's refusal of a context
             self._failure = str(exc)
         except Exception as exc:  # never let it end the conversation: it goes on without skills

@@ -436,7 +436,8 @@ class AcontextMirror:
         problem = send_learn(self.api.client, self.journal, learn, self._settings.session_tag)
         if problem:
             self.learn_problems.append(problem)
-            if self._on_problem is not None:
+            # a conversation tells its own session's problem once, as its last line
+            if self._on_problem is not None and session_id != self.session_id:
                 self._on_problem(problem)
 
     def _waiting(self, session_id: str | None) -> int:

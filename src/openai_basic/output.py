@@ -86,8 +86,7 @@ class Output:
         arguments = " ".join(printable(result.arguments).split())
         if len(arguments) > ARGUMENTS_SHOWN:
             arguments = arguments[: ARGUMENTS_SHOWN - 1] + "…"
-        outcome = "ok" if result.ok else f"error: {result.content.removeprefix('Error: ')}"
-        self.status(f"  tool {result.name}({arguments}) {result.seconds:.2f}s {outcome}")
+        self.status(f"  tool {result.name}({arguments}) {result.seconds:.2f}s {_outcome(result)}")
 
     def usage(self, usage: Usage, *, label: str) -> None:
         tokens = f"{usage.prompt_tokens} in / {usage.completion_tokens} out tokens"
@@ -268,6 +267,14 @@ class Output:
         for secret in self._secrets:
             text = text.replace(secret, mask(secret))
         return mask_urls(text)
+
+
+def _outcome(result: ToolResult) -> str:
+    if result.ok:
+        return "ok"
+    if result.declined:
+        return f"not run: {result.content.removeprefix(f'{result.name} was not run: ')}"
+    return f"error: {result.content.removeprefix('Error: ')}"
 
 
 def _wait(count: int) -> str:

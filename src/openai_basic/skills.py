@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from openai_basic.acontext_api import AcontextApi, load_sdk
-from openai_basic.errors import ConfigError, ServiceError
+from openai_basic.errors import ConfigError, ServiceError, SpaceNotFoundError
 from openai_basic.journal import JOURNAL_FILE, Journal
 from openai_basic.settings import Settings
 
@@ -191,5 +191,5 @@ def in_space(api: AcontextApi, space_id: str) -> Iterator[None]:
                 "learning space not found",
                 "parameter error",
             ):
-                raise ServiceError("Acontext", f"no learning space {space_id}") from exc
+                raise SpaceNotFoundError(space_id) from exc
             raise

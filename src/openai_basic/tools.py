@@ -57,6 +57,7 @@ class ToolResult:
     content: str
     ok: bool
     seconds: float
+    declined: bool = False  # not run: it needed approval and did not get it
 
     def as_message(self) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": self.call_id, "content": self.content}
@@ -194,9 +195,9 @@ class ToolRegistry:
         if isinstance(arguments, str):
             return _Run(call, outcome=(arguments, False))
         if tool.needs_approval:
-            refusal = _refusal(tool, call, approve)
-            if refusal is not None:
-                return _Run(call, outcome=(refusal, False))
+            refused = _refused(tool, call, approve)
+            if refused is not None:
+                return refused
         return _Run(call, tool, arguments)
 
     def _finish(self, run: _Run) -> ToolResult:
@@ -216,18 +217,22 @@ class ToolRegistry:
             _capped(valid(content), self._max_result_chars),
             ok,
             time.perf_counter() - run.started,
+            run.declined,
         )
 
 
-def _refusal(tool: Tool, call: ToolCall, approve: Approver) -> str | None:
-    """None when the call is approved; else what the model is told. Ctrl-C goes through."""
+def _refused(tool: Tool, call: ToolCall, approve: Approver) -> _Run | None:
+    """None when the call is approved; else the call answered without running. Ctrl-C goes
+    through."""
     try:
         approval = approve(call)
     except Exception as exc:  # an approver's bug is no reason to run the call, nor to crash
-        return f"Error: {tool.name} was not run: asking for approval failed: {exc}"
+        failed = f"Error: {tool.name} was not run: asking for approval failed: {exc}"
+        return _Run(call, outcome=(failed, False))
     if approval.approved:
         return None
-    return approval.reason or f"The user declined this call to {tool.name}."
+    reason = approval.reason or f"The user declined this call to {tool.name}."
+    return _Run(call, outcome=(reason, False), declined=True)
 
 
 def _cannot_ask(call: ToolCall) -> Approval:
@@ -244,6 +249,7 @@ class _Run:
     tool: Tool | None = None
     arguments: dict[str, Any] | None = None
     outcome: tuple[str, bool] | None = None
+    declined: bool = False
     started: float = 0.0
     thread: threading.Thread | None = None
 
