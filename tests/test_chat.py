@@ -230,6 +230,36 @@ def test_a_status_line_goes_above_the_line_being_typed_and_leaves_it_whole(
     assert shown[status + 1] == "you> second part"
 
 
+def test_with_learning_the_skills_load_while_the_first_message_is_typed(
+    agent: AgentCommand, cli: Cli, model: FakeOpenAI, acontext: FakeAcontext
+) -> None:
+    learn = {"AGENT_LEARN": "true"}
+    model.script(text("Noted: aisle seats."))
+    assert cli("I prefer aisle seats on every flight.", env=learn).code == 0  # a space, a skill
+    (first,) = acontext.session_ids()
+    listing = f"/learning_spaces/{acontext.learning.record(first).space_id}/skills"
+    before = len(acontext.requests)
+
+    def listed() -> int:
+        return sum(r.path == listing for r in acontext.requests[before:])
+
+    model.responder = echo_responder
+    with chat_terminal(agent, **learn) as chat:
+        chat.wait_for("you> ")
+        wait_for(lambda: listed() == 1, seconds=SECONDS)  # before anything is typed
+        assert acontext.session_ids() == [first]
+        chat.type("hello\r")
+        answered = chat.wait_for("echo: hello")
+        chat.wait_for("you> ", after=answered)
+        chat.type("/exit\r")
+        assert chat.finish() == 0, chat.drawn
+    assert [tool["function"]["name"] for tool in model.requests[-1]["tools"]][-2:] == [
+        "get_skill",
+        "get_skill_file",
+    ]
+    assert listed() == 2  # at the start, and after learning: the first message read none
+
+
 def test_a_pasted_block_of_lines_is_one_message(
     agent: AgentCommand, model: FakeOpenAI, acontext: FakeAcontext
 ) -> None:

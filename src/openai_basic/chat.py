@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from openai_basic.acontext_api import AcontextApi
 from openai_basic.errors import JournalError, ModelChoiceError, ServiceError, Terminated
+from openai_basic.learning import RecallLoad, prefetch_recall
 from openai_basic.output import Output
 from openai_basic.preload import preload
 from openai_basic.prompt import Prompt
@@ -66,10 +68,14 @@ class Chat:
         self._tools = tools
         self._user = user
         self._registry: ToolRegistry | None = None
+        self._recall: RecallLoad | None = None
         self._opened = contextlib.ExitStack()
 
     def __enter__(self) -> Chat:
         self.out.above_prompt(self.prompt.print_above)
+        if self.settings.learn:  # the skills load while the first message is typed
+            api = self._opened.enter_context(AcontextApi(self.settings))
+            self._recall = prefetch_recall(self.settings, self._user, api)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -103,6 +109,7 @@ class Chat:
                     registry=self.registry,
                     resume=self.resume,
                     user=self._user,
+                    recall=self._recall,
                 )
             )
         return self.conversation

@@ -19,7 +19,7 @@ from openai_basic.agent import AgentSpec, TurnResult, Usage, run_agent
 from openai_basic.approval import approver
 from openai_basic.errors import AgentError, ConfigError, Interrupted, ServiceError, signal_number
 from openai_basic.journal import Held
-from openai_basic.learning import LearningOutcome, SessionLearning
+from openai_basic.learning import LearningOutcome, RecallLoad, SessionLearning
 from openai_basic.mirror import AcontextMirror, OpenedSession
 from openai_basic.output import Output
 from openai_basic.sample_tools import TOOLS
@@ -80,7 +80,9 @@ class Conversation:
         registry: ToolRegistry | None = None,
         resume: str | None = None,
         user: str | None = None,
+        recall: RecallLoad | None = None,
     ) -> None:
+        """``recall``: the space's skills, if loading started before the session (a chat)."""
         self.settings = settings
         self.out = out
         self.registry = registry if registry is not None else make_registry(settings)
@@ -96,7 +98,9 @@ class Conversation:
         self.history = opened.history
         self.spec = make_spec(settings, self.registry, opened.system_prompt)
         self._system_prompt = opened.system_prompt  # the session's; recall adds to the model's
-        self.learning = SessionLearning(settings, mirror=self.mirror, out=out, user=user)
+        self.learning = SessionLearning(
+            settings, mirror=self.mirror, out=out, user=user, prefetched=recall
+        )
         if settings.learn:
             self.learning.attach()
 

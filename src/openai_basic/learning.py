@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from openai_basic.acontext_api import load_sdk, retryable
+from openai_basic.acontext_api import AcontextApi, load_sdk, retryable
 from openai_basic.errors import AgentError, JournalError, SpaceNotFoundError
 from openai_basic.journal import LEARN_FAILED, LEARN_WAITING, Journal, Learn
 from openai_basic.output import Output
 from openai_basic.preload import preload
 from openai_basic.settings import Settings
-from openai_basic.skills import SkillInfo, in_space, list_skills, listed_skills
+from openai_basic.skills import SkillInfo, in_space, known_space, list_skills, listed_skills
 from openai_basic.text import plural
 
 if TYPE_CHECKING:  # tools.py imports pydantic: only a conversation needs it, not `agent --help`
@@ -195,6 +195,51 @@ def _run_skill_tool(context: Any, name: str, arguments: dict[str, Any]) -> str:
     return SKILL_TOOLS.execute_tool(context, name, arguments)
 
 
+class RecallLoad:
+    """A space's skills, loaded for the model in a thread of their own. A chat starts one for
+    the known space before its first message, so that they load while the user types."""
+
+    def __init__(self, api: AcontextApi, space: Callable[[], str], *, timeout: float) -> None:
+        self.recall: Recall | None = None
+        self.failure = ""  # why there is no recall ("" for an unknown space: told at the end)
+        self._done = threading.Event()
+        threading.Thread(
+            target=self._load, args=(api, space, timeout), name="recall", daemon=True
+        ).start()
+
+    def wait(self, seconds: float) -> bool:
+        return self._done.wait(seconds)
+
+    @property
+    def skills(self) -> tuple[SkillInfo, ...] | None:
+        """The space's skills as loaded; None until they are, or when they could not be."""
+        return self.recall.skills if self._done.is_set() and self.recall is not None else None
+
+    def _load(self, api: AcontextApi, space: Callable[[], str], timeout: float) -> None:
+        try:
+            with api.translate():
+                space_id = space()  # may make the space
+            with in_space(api, space_id):
+                self.recall = load_recall(api.client, space_id, timeout=timeout)
+        except SpaceNotFoundError:  # attaching fails on it too, and the run ends saying so
+            self.failure = ""
+        except (AgentError, ValueError) as exc:  # ValueError: the SDK's refusal of a context
+            self.failure = str(exc)
+        except Exception as exc:  # never let it end the conversation: it goes on without skills
+            self.failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._done.set()
+
+
+def prefetch_recall(settings: Settings, user: str | None, api: AcontextApi) -> RecallLoad | None:
+    """Start loading the known space's skills before there is a session; None when no space is
+    known yet (the session's attach makes one)."""
+    space_id = known_space(settings, user)
+    if space_id is None:
+        return None
+    return RecallLoad(api, lambda: space_id, timeout=settings.tool_timeout_seconds)
+
+
 # -- one conversation's learning ---------------------------------------------------------------
 
 
@@ -206,17 +251,20 @@ class SessionLearning:
     """
 
     def __init__(
-        self, settings: Settings, *, mirror: AcontextMirror, out: Output, user: str | None
+        self,
+        settings: Settings,
+        *,
+        mirror: AcontextMirror,
+        out: Output,
+        user: str | None,
+        prefetched: RecallLoad | None = None,
     ) -> None:
         self._settings = settings
         self._mirror = mirror
         self._out = out
         self._user = user or ""
-        self._loading: threading.Thread | None = None
-        self._loaded = threading.Event()
-        self._recall: Recall | None = None
-        self._failure = ""
-        self._before: tuple[SkillInfo, ...] | None = None  # the space's skills at the start
+        self._loads = [prefetched] if prefetched else []
+        self._loading = prefetched  # the load the model has not been given yet
 
     @property
     def _session_id(self) -> str:
@@ -240,20 +288,20 @@ class SessionLearning:
         load_sdk()  # importing it is not Acontext's delay
         preload("skills")
         with self._out.spinner("recalling what was learned"):
-            loaded = self._loaded.wait(RECALL_WAIT_SECONDS)
+            loaded = loading.wait(RECALL_WAIT_SECONDS)
         if not loaded:
             self._out.status(
                 f"acontext: the skills did not load within {RECALL_WAIT_SECONDS:g} s; "
                 "going on without them"
             )
             return None
-        if self._recall is None:
-            if self._failure:
+        recall = loading.recall
+        if recall is None:
+            if loading.failure:
                 self._out.status(
-                    f"acontext: cannot recall skills: {self._failure}; going on without them"
+                    f"acontext: cannot recall skills: {loading.failure}; going on without them"
                 )
             return None
-        recall = self._recall
         if not recall.skills:
             self._out.status(f"learning space {recall.space_id} has no skills yet")
             return None
@@ -316,41 +364,26 @@ class SessionLearning:
         changes = _changes(self._before, after, record.created_at)
         return LearningOutcome(space_id, record.status, changes, len(after))
 
+    @property
+    def _before(self) -> tuple[SkillInfo, ...] | None:
+        """The space's skills at the start, from the first load that got them."""
+        return next((load.skills for load in self._loads if load.skills is not None), None)
+
     def _known_space(self) -> str | None:
         return self._settings.learning_space or self._mirror.journal.remembered_space(self._user)
 
     def _start_loading(self) -> None:
-        if self._loading is not None:
-            return
-        self._loaded.clear()
-        self._recall, self._failure = None, ""
-        self._loading = threading.Thread(target=self._load, name="recall", daemon=True)
-        self._loading.start()
+        if self._loading is None:
+            timeout = self._settings.tool_timeout_seconds
+            self._loading = RecallLoad(self._mirror.api, self._space, timeout=timeout)
+            self._loads.append(self._loading)
 
-    def _load(self) -> None:
-        """In the background: the space (made if need be), its skills and their context."""
-        api = self._mirror.api
-        try:
-            with api.translate():
-                space_id = self._settings.learning_space or space_for(
-                    api.client, self._mirror.journal, self._user, self._settings.session_tag
-                )
-            with in_space(api, space_id):
-                self._recall = load_recall(
-                    api.client, space_id, timeout=self._settings.tool_timeout_seconds
-                )
-                if self._before is None:
-                    self._before = self._recall.skills
-        except SpaceNotFoundError:
-            self._failure = (
-                ""  # not told here: attaching fails on it too, and the run ends saying so
-            )
-        except (AgentError, ValueError) as exc:  # ValueError: the SDK's refusal of a context
-            self._failure = str(exc)
-        except Exception as exc:  # never let it end the conversation: it goes on without skills
-            self._failure = f"{type(exc).__name__}: {exc}"
-        finally:
-            self._loaded.set()
+    def _space(self) -> str:
+        """The space: the setting, or the user's, made if need be (by the first to get there:
+        this load or the writer)."""
+        return self._settings.learning_space or space_for(
+            self._mirror.api.client, self._mirror.journal, self._user, self._settings.session_tag
+        )
 
 
 def _wait_for_learning(
