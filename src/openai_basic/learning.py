@@ -9,8 +9,8 @@ SDK's skill tools (``get_skill``, ``get_skill_file``) to read them, run by the S
 The space is ``AGENT_LEARNING_SPACE``, else the one remembered in the journal for the user, else
 one made for the user and remembered. Attaching a session is a write like any other: the mirror's
 writer calls ``send_learn`` right after creating the session, before its first message, as the
-docs advise. The rest happens in the foreground: the recall, loaded while the user types; the
-wait for learning at the end; and the ``agent skills`` commands.
+docs advise. The rest happens beside the conversation: the recall, loaded while the user types,
+and the wait for learning at the end. Reading a space's skills (``agent skills``) is ``skills.py``.
 """
 
 from __future__ import annotations
