@@ -70,7 +70,11 @@ def make_spec(settings: Settings, registry: ToolRegistry, system_prompt: str) ->
 
 
 class Conversation:
-    """One Acontext session being talked to. Use as a context manager."""
+    """One Acontext session being talked to. Use as a context manager.
+
+    ``recall`` is the learning space's skills when their loading started before the session (a
+    chat starts it as its prompt comes up).
+    """
 
     def __init__(
         self,
@@ -82,7 +86,6 @@ class Conversation:
         user: str | None = None,
         recall: RecallLoad | None = None,
     ) -> None:
-        """``recall``: the space's skills, if loading started before the session (a chat)."""
         self.settings = settings
         self.out = out
         self.registry = registry if registry is not None else make_registry(settings)
