@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import openai_basic.mirror
+from openai_basic.tools import needs_approval
 from tests.conftest import AgentCommand, Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
 from tests.fakes.openai_server import (
@@ -132,6 +133,32 @@ def test_demo_plans_the_trip_shows_tasks_and_resumes_for_a_summary(
         "Seat reserved from Shanghai to Helsinki on tomorrow.",
     ]
     assert model.requests[-1]["messages"][-1]["content"].startswith("Summarise our conversation")
+
+
+@pytest.mark.parametrize("flags", [(), ("--yes",)])
+def test_a_demo_that_cannot_ask_says_first_that_the_booking_will_be_refused(
+    cli: Cli, model: FakeOpenAI, flags: tuple[str, ...]
+) -> None:
+    @needs_approval
+    def book(destination: str) -> str:
+        """Book a flight.
+
+        Args:
+            destination: where it goes
+        """
+        return f"Booked to {destination}."
+
+    model.responder = echo_responder
+    run = cli("--demo", *flags, tools=[forecast, book])
+    assert run.code == 0, run.stderr
+    warning = (
+        "demo: book asks you before it runs, and this run cannot ask, so its calls will be "
+        "refused (--yes lets them run)\n"
+    )
+    if flags:
+        assert warning not in run.stderr
+    else:
+        assert run.stderr.startswith(warning)  # before the demo begins
 
 
 def test_an_interactive_session_ends_with_exit(cli: Cli, model: FakeOpenAI) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from openai_basic.approval import can_ask
 from openai_basic.conversation import ChatOutcome, chat, make_registry
 from openai_basic.output import Output
 from openai_basic.settings import Settings
@@ -29,10 +30,22 @@ def _echoed(prompts: tuple[str, ...], out: Output) -> Iterator[str]:
         yield prompt
 
 
+def _warn_of_refusals(settings: Settings, out: Output, registry: ToolRegistry) -> None:
+    """Say before it happens that the booking will be refused: a demo piped into a file cannot
+    ask, and a refusal read only in the transcript looks like a fault."""
+    asking = [tool.name for tool in registry if tool.needs_approval]
+    if asking and settings.approve_tools == "ask" and not can_ask(out):
+        out.status(
+            f"demo: {', '.join(asking)} asks you before it runs, and this run cannot ask, so "
+            "its calls will be refused (--yes lets them run)"
+        )
+
+
 def run_demo(
     *, settings: Settings, out: Output, registry: ToolRegistry | None = None
 ) -> ChatOutcome:
     registry = registry if registry is not None else make_registry(settings)  # one for both acts
+    _warn_of_refusals(settings, out, registry)
     out.status("demo: planning a trip")
     trip = chat(settings=settings, prompts=_echoed(TRIP, out), out=out, registry=registry)
     out.tasks(trip.report)
