@@ -18,6 +18,7 @@ import openai_basic.mirror
 from openai_basic.errors import ServiceError
 from openai_basic.journal import Journal
 from openai_basic.learning import space_for
+from openai_basic.settings import project_name
 from openai_basic.skills import write_skill_file
 from tests.conftest import Run, wait_for
 from tests.fakes.acontext_server import FakeAcontext
@@ -206,9 +207,10 @@ def test_the_space_is_made_once_and_remembered_per_user(
     for args in (("hi",), ("again",), ("--user", "alice", "hi")):
         assert cli("--learn", *args).code == 0
     created = [r for r in acontext.requests if f"{r.method} {r.path}" == "POST /learning_spaces"]
+    tag = project_name()  # this project's name: a copy's own
     assert [r.body for r in created] == [
-        {"meta": {"agent": "openai-basic"}},
-        {"user": "alice", "meta": {"agent": "openai-basic"}},
+        {"meta": {"agent": tag}},
+        {"user": "alice", "meta": {"agent": tag}},
     ]
     spaces = {acontext.learning.record(s).space_id for s in acontext.session_ids()}
     assert len(spaces) == 2
